@@ -1,0 +1,280 @@
+"""The Centaurus SSM layer: a state-space layer that connects channels like a convolution does.
+
+Each mode is one tensor network over the input ``u``, real weights and the SSM basis
+``K[state, t] = dt Re(lambda^t)``, ``lambda = exp(dt A)`` (Pei, "Let SSMs be ConvNets", ICLR 2025):
+
+====== ===================== ============================================ =====================
+mode   like                  network                                      states carried
+====== ===================== ============================================ =====================
+dws    depthwise + 1x1 conv  u[b,i,t] E[i,n] K[i,n,t] C[j,i]              (B, C_in, N)
+s5     pointwise bottleneck  u[b,i,t] B[n,i] K[n,t] C[j,n]  (n = J N)     (B, J N)
+neck   bottleneck            u[b,i,t] B[k,i] E[k,n] K[k,n,t] C[j,k]       (B, J, N)
+full   full conv             u[b,i,t] E[j,i,n] K[j,i,n,t]                 (B, C_out, C_in, N)
+group  group conv            u[b,g,i,t] E[g,j,i,n] K[g,j,i,n,t]           (B, G, C_out/G, C_in/G, N)
+====== ===================== ============================================ =====================
+
+(t is time, convolved causally; b batch; i, j input and output channels; k one of J state blocks; n a state.)
+
+Parameterisation as in the paper's code: diagonal complex ``A = -softplus(a_real) + i a_imag`` initialised to
+``-0.5 + i pi n``; ``dt`` initialised geometrically over [dt_min, dt_max] per input channel (dws), per output
+channel (full, group) or per state block (s5, neck); "simplified ZOH" (``lambda = exp(dt A)``, input scaled by
+``dt``); real B, C, E. Deviations: dt is trainable (in the "sensitive" group with A, see
+:data:`SENSITIVE_PARAMETERS`); E and C are drawn at random (scaled Gaussians) instead of constants, and every
+mode has an optional output bias like ``nn.Conv1d``.
+
+The order of contraction is chosen per (batch, length) by :mod:`model_zoo.ssm.planner` and cached;
+``contraction_plan(batch, length)`` shows it. Streaming (``init_state``/``step``) carries the complex state
+and is exact: concatenated chunk outputs equal ``forward`` on the whole clip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .basis import complex_powers, weighted_basis
+from .fftconv import fft_length, irfft_time, rfft_time
+from .planner import TIME, ContractionPlan, TensorNetwork, enumerate_plans, plan_contraction
+
+__all__ = ["SSMLayer", "MODES", "SENSITIVE_PARAMETERS"]
+
+MODES = ("dws", "s5", "neck", "full", "group")
+# Trained with a lower learning rate and no weight decay (the paper's "sensitive" parameter group).
+SENSITIVE_PARAMETERS = ("a_real", "a_imag", "log_dt")
+
+
+@dataclass(frozen=True)
+class _ModeSpec:
+    network: TensorNetwork
+    state: str  # indices of the complex state (also the basis indices without t)
+    dt_shape: str  # indices dt varies over; the rest broadcast
+    drive: tuple[str, ...]  # weights applied to the input before it enters the state
+    readout: tuple[str, ...]  # weights applied to the state to give the output
+
+
+def _spec(mode: str) -> _ModeSpec:
+    net = {
+        "dws": (("u", "E", "K", "C"), ("bit", "in", "int", "ji"), "bjt"),
+        "s5": (("u", "B", "K", "C"), ("bit", "ni", "nt", "jn"), "bjt"),
+        "neck": (("u", "B", "E", "K", "C"), ("bit", "ki", "kn", "knt", "jk"), "bjt"),
+        "full": (("u", "E", "K"), ("bgit", "gjin", "gjint"), "bgjt"),
+        "group": (("u", "E", "K"), ("bgit", "gjin", "gjint"), "bgjt"),
+    }[mode]
+    names, indices, output = net
+    network = TensorNetwork(names, indices, output)
+    state = indices[names.index("K")].replace(TIME, "")
+    drive = {"dws": (), "s5": ("B",), "neck": ("B",), "full": (), "group": ()}[mode]
+    readout = {"dws": ("E", "C"), "s5": ("C",), "neck": ("E", "C"), "full": ("E",), "group": ("E",)}[mode]
+    dt_shape = {"dws": "i", "s5": "n", "neck": "k", "full": "gj", "group": "gj"}[mode]
+    return _ModeSpec(network, state, dt_shape, drive, readout)
+
+
+class SSMLayer(nn.Module):
+    """Centaurus state-space layer, used like ``nn.Conv1d``: ``(B, C_in, L) -> (B, C_out, L)``, causal.
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        state_dim: N, states per channel connection (per block for s5 and neck).
+        mode: one of ``MODES``.
+        blocks: J, state blocks of the s5 and neck modes (s5 carries J N states, neck J blocks of N).
+        groups: G for ``mode="group"`` (must divide both channel counts); ``full`` is ``group`` with G = 1.
+        bias: add a learnable bias per output channel.
+        dt_min, dt_max: range of the initial time steps.
+        memory_limit: largest intermediate (elements) the planner may choose when a cheaper order exceeds it.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        state_dim: int = 16,
+        mode: str = "dws",
+        *,
+        blocks: int = 4,
+        groups: int = 1,
+        bias: bool = True,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        memory_limit: int | None = 1 << 28,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+        groups = groups if mode == "group" else 1
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        self.in_channels, self.out_channels, self.state_dim = in_channels, out_channels, state_dim
+        self.mode, self.blocks, self.groups = mode, blocks, groups
+        self.memory_limit = memory_limit
+        self.spec = _spec(mode)
+        self.sizes = {
+            "g": groups, "i": in_channels // groups, "j": out_channels // groups, "k": blocks,
+            "n": blocks * state_dim if mode == "s5" else state_dim,
+        }
+        if mode == "dws":
+            self.sizes["i"], self.sizes["j"] = in_channels, out_channels
+
+        state_shape = self._shape(self.spec.state)
+        n_index = torch.arange(self.sizes["n"], dtype=torch.float32)
+        if mode == "s5":  # each block holds states 0..N-1
+            n_index = n_index % state_dim
+        self.a_real = nn.Parameter(torch.full(state_shape, math.log(math.expm1(0.5))))
+        self.a_imag = nn.Parameter((math.pi * n_index).expand(state_shape).clone())
+        dt_count = math.prod(self._shape(self.spec.dt_shape))
+        log_dt = torch.linspace(math.log(dt_min), math.log(dt_max), dt_count).reshape(self._shape(self.spec.dt_shape))
+        if mode == "s5":
+            log_dt = torch.linspace(math.log(dt_min), math.log(dt_max), blocks).repeat_interleave(state_dim)
+        self.log_dt = nn.Parameter(log_dt)
+
+        weights = {}
+        for name, idx in zip(self.spec.network.names, self.spec.network.indices):
+            if name in ("u", "K"):
+                continue
+            fan_in = {"B": self.sizes["i"], "C": math.prod(self._shape(idx)) // self.sizes["j"]}.get(name)
+            if name == "E":
+                fan_in = self.sizes["n"] * (self.sizes["i"] if "i" in idx else 1)
+            weights[name] = nn.Parameter(torch.randn(self._shape(idx)) / math.sqrt(fan_in))
+        self.weights = nn.ParameterDict(weights)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self._plans: dict[tuple[int, int], ContractionPlan] = {}
+        self._stream_cache: dict = {}
+
+    # ---- shapes and parameters -------------------------------------------------------------------------------
+    def _shape(self, indices: str) -> tuple[int, ...]:
+        return tuple(self.sizes[c] for c in indices)
+
+    def _aligned(self, tensor: Tensor, src: str, dst: str) -> Tensor:
+        """View ``tensor`` (indices ``src``) with indices ``dst`` (a superset), broadcasting missing ones."""
+        perm = [src.index(c) for c in dst if c in src]
+        view = tensor.permute(perm)
+        shape = [self.sizes[c] if c in src else 1 for c in dst]
+        return view.reshape(shape).expand([self.sizes[c] for c in dst])
+
+    def discretised(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``Re(dt A)``, ``Im(dt A)`` and ``dt``, each with the state's shape."""
+        dt = self._aligned(torch.exp(self.log_dt), self.spec.dt_shape, self.spec.state)
+        decay = -nn.functional.softplus(self.a_real) * dt
+        return decay, self.a_imag * dt, dt
+
+    # ---- planning ----------------------------------------------------------------------------------------------
+    def _sizes_for(self, batch: int, length: int) -> dict[str, int]:
+        return {**self.sizes, "b": batch, TIME: length}
+
+    def contraction_plan(self, batch: int, length: int) -> ContractionPlan:
+        """The order chosen for this (batch, length), its steps and estimated cost (cached)."""
+        key = (batch, length)
+        if key not in self._plans:
+            sizes = self._sizes_for(batch, length)
+            self._plans[key] = plan_contraction(self.spec.network, sizes, fft_length(length), self.memory_limit)
+        return self._plans[key]
+
+    def candidate_plans(self, batch: int, length: int) -> list[ContractionPlan]:
+        """Every order the planner considered, with its cost."""
+        return enumerate_plans(self.spec.network, self._sizes_for(batch, length), fft_length(length))
+
+    # ---- forward -----------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor, plan: ContractionPlan | None = None) -> Tensor:
+        """x: ``(B, C_in, L)`` -> ``(B, C_out, L)``. ``plan`` forces an order (default: the cheapest)."""
+        batch, _, length = x.shape
+        plan = plan or self.contraction_plan(batch, length)
+        u = x.reshape(batch, self.groups, -1, length) if "g" in self.spec.network.indices[0] else x
+        y = self._contract(u, plan, length).reshape(batch, self.out_channels, length)
+        return y if self.bias is None else y + self.bias[:, None]
+
+    def _contract(self, u: Tensor, plan: ContractionPlan, length: int) -> Tensor:
+        net = self.spec.network
+        decay, freq, dt = self.discretised()
+        operands: list[tuple[str, Tensor | None, str]] = []
+        for name, idx in zip(net.names, net.indices):
+            tensor = u if name == "u" else None if name == "K" else self.weights[name]
+            operands.append((name, tensor, idx))
+        n_fft = fft_length(length)
+        for (x_pos, y_pos), step in zip(plan.path, plan.steps):
+            a, b = operands[x_pos], operands[y_pos]
+            rest = [o for p, o in enumerate(operands) if p not in (x_pos, y_pos)]
+            out_set = set(step.equation.split("->")[1])
+            out = "".join(c for c in dict.fromkeys(a[2] + b[2]) if c in out_set and c != TIME)
+            if TIME in a[2] or TIME in b[2]:
+                out += TIME
+            if step.kind == "basis":
+                weight = b if a[0] == "K" else a
+                tensor = self._basis(weight[1], weight[2], out, decay, freq, dt, length)
+            elif step.kind == "fft":
+                x_side, k_side = (a, b) if "u" in a[0] else (b, a)
+                kernel = k_side[1]
+                if kernel is None:  # the raw basis, materialised on its own
+                    kernel = self._basis(None, "", k_side[2], decay, freq, dt, length)
+                spec = f"{x_side[2]},{k_side[2]}->{out}"
+                prod = torch.einsum(spec, rfft_time(x_side[1], n_fft), rfft_time(kernel, n_fft))
+                tensor = irfft_time(prod, n_fft, length)
+            else:
+                tensor = torch.einsum(f"{a[2]},{b[2]}->{out}", a[1], b[1])
+            operands = rest + [(a[0] + b[0], tensor, out)]
+        name, tensor, idx = operands[0]
+        return tensor.permute([idx.index(c) for c in net.output])
+
+    def _basis(
+        self, weight: Tensor | None, weight_idx: str, out: str, decay: Tensor, freq: Tensor, dt: Tensor,
+        length: int,
+    ) -> Tensor:
+        """``sum (weight * dt * Re(lambda^t))`` over the indices not in ``out``; ``out`` ends with t."""
+        state = self.spec.state
+        kept = out.replace(TIME, "")
+        full = kept + "".join(c for c in dict.fromkeys(weight_idx + state) if c not in kept)
+        rows = math.prod(self._shape(kept))
+        w = self._aligned(dt, state, full)
+        if weight is not None:
+            w = w * self._aligned(weight, weight_idx, full)
+        decay, freq = (self._aligned(p, state, full).reshape(rows, -1) for p in (decay, freq))
+        return weighted_basis(w.reshape(rows, -1), decay, freq, length).reshape(*self._shape(kept), length)
+
+    # ---- streaming ---------------------------------------------------------------------------------------------
+    def init_state(self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        """Zero state, complex ``(B, *state)`` (shapes in the module docstring)."""
+        real = dtype or self.a_real.dtype
+        complex_dtype = torch.complex128 if real == torch.float64 else torch.complex64
+        shape = (batch_size, *self._shape(self.spec.state))
+        return torch.zeros(shape, dtype=complex_dtype, device=device or self.a_real.device)
+
+    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One chunk: x ``(B, C_in, T)``, any T >= 1 -> y ``(B, C_out, T)`` and the state after the chunk.
+
+        ``y = forward(x) + Re(readout(lambda^(t+1) h))`` and ``h <- lambda^T h + sum_s dt lambda^(T-1-s) drive_s``:
+        the cost depends on T only, never on how much came before.
+        """
+        batch, _, length = x.shape
+        net, spec, s = self.spec.network, self.spec, self.spec.state
+        lam_chunk, free, feed = self._stream_tables(length)
+        u_idx = net.indices[0]
+        u = x.to(state.dtype)
+        u = u.reshape(batch, self.groups, -1, length) if "g" in u_idx else u
+        weight_idx = dict(zip(net.names, net.indices))
+        readout = [self.weights[n].to(state.dtype) for n in spec.readout]
+        eq = f"b{s},{s}t," + ",".join(weight_idx[n] for n in spec.readout) + f"->{net.output}"
+        y_free = torch.einsum(eq, state, free, *readout).real.reshape(batch, self.out_channels, length)
+        drive = [self.weights[n].to(state.dtype) for n in spec.drive]
+        eq = ",".join([u_idx, *(weight_idx[n] for n in spec.drive), f"{s}t"]) + f"->b{s}"
+        new_state = lam_chunk * state + torch.einsum(eq, u, *drive, feed)
+        return self.forward(x) + y_free.to(x.dtype), new_state
+
+    def _stream_tables(self, length: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``lambda^T``, ``lambda^(t+1)`` and ``dt lambda^(T-1-t)`` for chunk length T (cached at inference)."""
+        key = (length, self.a_real.dtype, self.a_real.device, *(p._version for p in self.parameters()))
+        cacheable = not torch.is_grad_enabled()
+        if cacheable and key in self._stream_cache:
+            return self._stream_cache[key]
+        decay, freq, dt = self.discretised()
+        device = decay.device
+        lam_chunk = complex_powers(decay, freq, torch.tensor([length], device=device))[..., 0]
+        free = complex_powers(decay, freq, torch.arange(1, length + 1, device=device))
+        feed = dt[..., None] * complex_powers(decay, freq, torch.arange(length - 1, -1, -1, device=device))
+        tables = (lam_chunk, free, feed)
+        if cacheable:
+            if len(self._stream_cache) > 8:  # a few chunk lengths in use at a time
+                self._stream_cache.clear()
+            self._stream_cache[key] = tables
+        return tables
