@@ -1,0 +1,135 @@
+"""Building blocks shared by the task networks, each with the streaming interface of the SSM layers.
+
+Every block maps ``(B, C, L)`` to ``(B, C', L')``. Stateful blocks have ``init_state(batch_size)`` and
+``step(x, state) -> (y, state)``; pointwise blocks (norms in eval mode, activations, 1x1 convolutions) have
+neither and are stepped by calling them. Chunks may be empty (``T = 0``) after a downsampling buffer; every
+block passes an empty chunk through without touching its state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..ssm import build_layer
+
+__all__ = ["LayerSpec", "ChannelNorm", "Downsample", "Upsample", "StreamingSequential", "SSMStage", "step_module"]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Which SSM layer a stage uses: ``kind`` is ``centaurus``, ``lssl`` or ``liquid_s4``; ``mode``, ``blocks``
+    and ``groups`` apply to Centaurus layers."""
+
+    kind: str = "centaurus"
+    mode: str = "dws"
+    state_dim: int = 16
+    blocks: int = 4
+    groups: int = 1
+
+    def build(self, in_channels: int, out_channels: int) -> nn.Module:
+        options = {"mode": self.mode, "blocks": self.blocks, "groups": self.groups} if self.kind == "centaurus" else {}
+        return build_layer(self.kind, in_channels, out_channels, self.state_dim, **options)
+
+
+def step_module(module: nn.Module, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+    """Step any block: stateful blocks through ``step``, pointwise ones by calling them."""
+    if hasattr(module, "step"):
+        return module.step(x, state)
+    return module(x), state
+
+
+def init_module_state(module: nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype) -> Any:
+    return module.init_state(batch_size, device=device, dtype=dtype) if hasattr(module, "init_state") else None
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at every time step: ``(B, C, L) -> (B, C, L)``; pointwise in time."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class Downsample(nn.Module):
+    """Strided 1-D convolution with kernel = stride = ``factor``: ``(B, C_in, L) -> (B, C_out, L // factor)``.
+
+    Causal: output frame m sees input samples ``[m r, m r + r)``. Streaming keeps the incomplete frame's
+    samples, ``(B, C_in, < r)``, in the state.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, factor: int) -> None:
+        super().__init__()
+        self.factor, self.out_channels = factor, out_channels
+        self.conv = nn.Conv1d(in_channels, out_channels, factor, stride=factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
+        weight = self.conv.weight
+        return weight.new_zeros(batch_size, self.conv.in_channels, 0, device=device, dtype=dtype)
+
+    def step(self, x: Tensor, pending: Tensor) -> tuple[Tensor, Tensor]:
+        """x ``(B, C_in, T)`` -> ``(B, C_out, (pending + T) // r)`` and the samples still pending."""
+        x = torch.cat([pending.to(x.dtype), x], dim=-1)
+        usable = x.shape[-1] - x.shape[-1] % self.factor
+        if usable == 0:
+            return x.new_zeros(x.shape[0], self.out_channels, 0), x
+        return self.conv(x[..., :usable]), x[..., usable:]
+
+
+class Upsample(nn.Module):
+    """Each input frame becomes ``factor`` output samples through a 1x1 convolution to ``factor * C_out``
+    channels, unfolded in time: ``(B, C_in, L) -> (B, C_out, L * factor)``; pointwise per input frame."""
+
+    def __init__(self, in_channels: int, out_channels: int, factor: int) -> None:
+        super().__init__()
+        self.factor, self.out_channels = factor, out_channels
+        self.conv = nn.Conv1d(in_channels, out_channels * factor, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, length = x.shape
+        y = self.conv(x).reshape(b, self.out_channels, self.factor, length)
+        return y.transpose(2, 3).reshape(b, self.out_channels, length * self.factor)
+
+
+class StreamingSequential(nn.Sequential):
+    """``nn.Sequential`` that also streams: its state is the list of its blocks' states."""
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> list:
+        param = next(self.parameters())
+        device, dtype = device or param.device, dtype or param.dtype
+        return [init_module_state(m, batch_size, device, dtype) for m in self]
+
+    def step(self, x: Tensor, state: list) -> tuple[Tensor, list]:
+        new_state = []
+        for module, s in zip(self, state):
+            if x.shape[-1] == 0:  # nothing reached this block: keep its state, pass nothing on
+                new_state.append(s)
+                x = x.new_zeros(x.shape[0], getattr(module, "out_channels", x.shape[1]), 0)
+                continue
+            x, s = step_module(module, x, s)
+            new_state.append(s)
+        return x, new_state
+
+
+class SSMStage(StreamingSequential):
+    """SSM layer -> norm -> activation (-> dropout): the unit every network stacks. ``(B, C_in, L) -> (B, C_out, L)``."""
+
+    def __init__(
+        self, spec: LayerSpec, in_channels: int, out_channels: int, norm: str = "layer", activation: str = "silu",
+        dropout: float = 0.0,
+    ) -> None:
+        layers: list[nn.Module] = [spec.build(in_channels, out_channels)]
+        layers.append(nn.BatchNorm1d(out_channels) if norm == "batch" else ChannelNorm(out_channels))
+        layers.append(nn.ReLU() if activation == "relu" else nn.SiLU())
+        if dropout > 0:
+            layers.append(nn.Dropout1d(dropout))
+        super().__init__(*layers)

@@ -1,0 +1,117 @@
+"""Keyword spotting: raw 16 kHz waveform in, the 37 Speech Commands classes out.
+
+A classifier stack as in the paper: stages of SSM layer + BatchNorm + ReLU (+ Dropout1d where a stage has 16 or
+more channels), each followed by a strided downsampling convolution; then the mean over time and a two-layer
+head. Streaming replaces the mean by a running mean, so each output frame's logits classify everything heard so
+far; the last frame equals :meth:`KWSNet.forward` on the whole clip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..vocab import KWS_LABELS
+from .blocks import Downsample, LayerSpec, SSMStage, StreamingSequential
+
+__all__ = ["KWSConfig", "KWSNet", "KWS_SIZES"]
+
+
+@dataclass
+class KWSConfig:
+    """Stage i maps ``channels[i-1] -> channels[i]`` with layer ``layers[i]``, then downsamples by ``factors[i]``."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 96)
+    layers: tuple[LayerSpec, ...] = field(default_factory=lambda: (
+        LayerSpec(mode="full", state_dim=8), LayerSpec(mode="neck", blocks=8), LayerSpec(mode="neck", blocks=16),
+        LayerSpec(mode="s5", blocks=4),
+    ))
+    factors: tuple[int, ...] = (8, 4, 4, 2)
+    dropout: float = 0.1
+    labels: tuple[str, ...] = KWS_LABELS
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        self.channels, self.factors = tuple(self.channels), tuple(self.factors)
+        self.layers = tuple(LayerSpec(**l) if isinstance(l, dict) else l for l in self.layers)
+        self.labels = tuple(self.labels)
+        if not len(self.channels) == len(self.layers) == len(self.factors):
+            raise ValueError("channels, layers and factors need one entry per stage")
+
+
+KWS_SIZES: dict[str, KWSConfig] = {
+    "small": KWSConfig(),
+    # The 91K-parameter network of centaurus.md: full, full, neck, neck, s5.
+    "paper": KWSConfig(
+        channels=(16, 32, 64, 128, 128),
+        layers=(LayerSpec(mode="full"), LayerSpec(mode="full"), LayerSpec(mode="neck", blocks=16),
+                LayerSpec(mode="neck", blocks=32), LayerSpec(mode="s5", blocks=8)),
+        factors=(4, 4, 4, 2, 1),
+    ),
+}
+
+
+class KWSNet(nn.Module):
+    """``forward``: waveform ``(B, L)`` -> logits ``(B, classes)``."""
+
+    def __init__(self, config: KWSConfig) -> None:
+        super().__init__()
+        self.config = config
+        stages: list[nn.Module] = []
+        previous = 1
+        for channels, spec, factor in zip(config.channels, config.layers, config.factors):
+            dropout = config.dropout if channels >= 16 else 0.0
+            stages.append(SSMStage(spec, previous, channels, norm="batch", activation="relu", dropout=dropout))
+            if factor > 1:
+                stages.append(Downsample(channels, channels, factor))
+            previous = channels
+        self.body = StreamingSequential(*stages)
+        self.head = nn.Sequential(nn.Linear(previous, previous), nn.ReLU(), nn.Linear(previous, len(config.labels)))
+
+    @property
+    def frame_length(self) -> int:
+        """Input samples per output frame."""
+        return math.prod(self.config.factors)
+
+    @property
+    def algorithmic_latency(self) -> int:
+        """Samples between a sound and the first frame whose logits include it: one frame."""
+        return self.frame_length - 1
+
+    def features(self, waveform: Tensor) -> Tensor:
+        """``(B, L)`` -> ``(B, C, L // frame_length)``."""
+        return self.body(waveform[:, None, :])
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """``(B, L)`` -> logits ``(B, classes)`` from the mean of the features over time."""
+        return self.head(self.features(waveform).mean(dim=-1))
+
+    def forward_frames(self, waveform: Tensor) -> Tensor:
+        """``(B, L)`` -> ``(B, classes, L // frame_length)``: logits of the running mean at every frame."""
+        feats = self.features(waveform)
+        count = torch.arange(1, feats.shape[-1] + 1, device=feats.device, dtype=feats.dtype)
+        return self.head((feats.cumsum(-1) / count).transpose(1, 2)).transpose(1, 2)
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
+        param = self.head[0].weight
+        device, dtype = device or param.device, dtype or param.dtype
+        channels = self.config.channels[-1]
+        return {
+            "body": self.body.init_state(batch_size, device, dtype),
+            "sum": torch.zeros(batch_size, channels, device=device, dtype=dtype),
+            "frames": torch.zeros(batch_size, device=device, dtype=dtype),
+        }
+
+    def step(self, waveform: Tensor, state: dict) -> tuple[Tensor, dict]:
+        """Chunk ``(B, T)`` -> running-mean logits ``(B, classes, frames completed in this chunk)``."""
+        feats, body = self.body.step(waveform[:, None, :], state["body"])
+        if feats.shape[-1] == 0:
+            empty = waveform.new_zeros(waveform.shape[0], len(self.config.labels), 0)
+            return empty, {**state, "body": body}
+        running = state["sum"][:, :, None] + feats.cumsum(-1)
+        count = state["frames"][:, None] + torch.arange(1, feats.shape[-1] + 1, device=feats.device)
+        logits = self.head((running / count[:, None, :]).transpose(1, 2)).transpose(1, 2)
+        return logits, {"body": body, "sum": running[:, :, -1], "frames": count[:, -1].to(state["frames"].dtype)}
