@@ -17,6 +17,7 @@ Rates (accuracy, WER, CER) are fractions, not percentages. Each task has an accu
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import jiwer
@@ -131,17 +132,32 @@ def pesq_wb(estimate: Tensor | np.ndarray, reference: Tensor | np.ndarray, sampl
         return math.nan
 
 
-def stoi(estimate: Tensor | np.ndarray, reference: Tensor | np.ndarray, sample_rate: int = 16_000, extended: bool = False) -> float:
-    """STOI (or extended STOI) in [0, 1] of one ``(L,)`` estimate against its clean reference."""
-    return float(pystoi_stoi(_as_numpy(reference), _as_numpy(estimate), sample_rate, extended=extended))
+def stoi(
+    estimate: Tensor | np.ndarray,
+    reference: Tensor | np.ndarray,
+    sample_rate: int = 16_000,
+    extended: bool = False,
+) -> float:
+    """STOI (or extended STOI) in [0, 1] of one ``(L,)`` estimate against its clean reference.
+
+    Returns NaN when the signals are too short (or too silent) for a score: pystoi would only warn and
+    return 1e-5, which would pass for a real, terrible score.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score = float(pystoi_stoi(_as_numpy(reference), _as_numpy(estimate), sample_rate, extended=extended))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        return math.nan
+    return score
 
 
 class DenoiseMetrics:
     """Accumulates per-utterance denoising scores over a dataset and averages them.
 
     ``compute()`` gives ``si_snr``, ``si_snr_improvement`` (when noisy inputs were given), ``pesq``
-    (mean over the utterances PESQ could score), ``pesq_failures`` (how many it could not), ``stoi`` and
-    ``count``. PESQ and STOI cost tens of milliseconds per utterance and can be switched off.
+    (mean over the utterances PESQ could score), ``pesq_failures`` (how many it could not), ``stoi``,
+    ``stoi_failures`` (likewise) and ``count``. PESQ and STOI cost tens of milliseconds per utterance
+    and can be switched off.
     """
 
     def __init__(self, sample_rate: int = 16_000, with_pesq: bool = True, with_stoi: bool = True) -> None:
@@ -185,8 +201,9 @@ class DenoiseMetrics:
             if name == "si_snr" or values:
                 finite = [v for v in values if not math.isnan(v)]
                 result[name] = float(np.mean(finite)) if finite else math.nan
-        if self.with_pesq:
-            result["pesq_failures"] = float(sum(math.isnan(v) for v in self._scores["pesq"]))
+        for name in ("pesq", "stoi"):
+            if getattr(self, f"with_{name}"):
+                result[f"{name}_failures"] = float(sum(math.isnan(v) for v in self._scores[name]))
         return result
 
 

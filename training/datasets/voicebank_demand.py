@@ -74,9 +74,11 @@ class VoiceBankDemand(Dataset[tuple[Tensor, Tensor]]):
             raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
         if segment_length is not None:
             if split != "train":
-                raise ValueError("segment_length applies to the train split only; evaluation uses whole utterances")
+                raise ValueError("segment_length applies to the train split only; evaluation uses whole clips")
             if segment_length <= 0 or segment_length % SEGMENT_MULTIPLE:
-                raise ValueError(f"segment_length must be a positive multiple of {SEGMENT_MULTIPLE}, got {segment_length}")
+                raise ValueError(
+                    f"segment_length must be a positive multiple of {SEGMENT_MULTIPLE}, got {segment_length}"
+                )
         if split == "valid" and not valid_speakers:
             raise ValueError("the valid split needs valid_speakers, e.g. ('p226', 'p287')")
         self.root = Path(root)
@@ -93,7 +95,9 @@ class VoiceBankDemand(Dataset[tuple[Tensor, Tensor]]):
             raise FileNotFoundError(f"no utterances found: expected {self.noisy_dir}/*.wav")
         missing = [n for n in names if not (self.clean_dir / n).is_file()]
         if missing:
-            raise FileNotFoundError(f"clean reference missing for {len(missing)} noisy files, e.g. {self.clean_dir / missing[0]}")
+            raise FileNotFoundError(
+                f"clean reference missing for {len(missing)} noisy files, e.g. {self.clean_dir / missing[0]}"
+            )
         if split != "test" and valid_speakers:
             held_out = set(valid_speakers)
             names = [n for n in names if (n.split("_", 1)[0] in held_out) == (split == "valid")]
