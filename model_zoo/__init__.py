@@ -1,5 +1,6 @@
 """Centaurus Speech model zoo: state-space layers, the task networks and their checkpoints (pure torch)."""
 
-from .ssm.centaurus import SSMLayer
+from .checkpoint import CheckpointError, list_models, load
+from .ssm import LiquidS4Layer, LSSLLayer, SSMLayer
 
-__all__ = ["SSMLayer"]
+__all__ = ["SSMLayer", "LSSLLayer", "LiquidS4Layer", "load", "list_models", "CheckpointError"]

@@ -1,0 +1,173 @@
+"""Speech recognition: a CTC network over characters (``ASR_VOCAB``: blank, space, apostrophe, a-z).
+
+Front end, selectable: ``"mel"`` (default) is an 80-band log-mel spectrogram (torchaudio, 25 ms window, 10 ms
+hop, no centring so it is causal) followed by a strided convolution to 20 ms frames; ``"waveform"`` is the
+paper's purely state-space front end, SSM stages with strided downsampling straight from the raw waveform to
+the same 20 ms frames. The default is mel because on a 2-core CPU it trains several times faster per step (the
+first waveform stages run at 16 kHz), and the training budget here is two hours.
+
+Body: pre-norm residual blocks, each an SSM sublayer and a pointwise feed-forward sublayer. Head: LayerNorm and
+a 1x1 projection to the vocabulary. Everything is causal, so padding at the end of a clip never changes earlier
+frames, and streaming reproduces ``forward`` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+from ..vocab import ASR_VOCAB
+from .blocks import ChannelNorm, Downsample, LayerSpec, SSMStage, StreamingSequential
+
+__all__ = ["ASRConfig", "ASRNet", "ASR_SIZES", "LogMel"]
+
+
+@dataclass
+class ASRConfig:
+    frontend: str = "mel"
+    n_mels: int = 80
+    subsample: int = 2  # mel frames (10 ms) per output frame
+    waveform_channels: tuple[int, ...] = (32, 64, 128, 192)
+    waveform_factors: tuple[int, ...] = (4, 4, 4, 5)  # product: samples per output frame
+    width: int = 256
+    depth: int = 6
+    layer: LayerSpec = field(default_factory=lambda: LayerSpec(mode="dws", state_dim=16))
+    ffn_multiplier: int = 2
+    dropout: float = 0.1
+    vocab: tuple[str, ...] = ASR_VOCAB
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        self.waveform_channels, self.waveform_factors = tuple(self.waveform_channels), tuple(self.waveform_factors)
+        self.vocab = tuple(self.vocab)
+        if isinstance(self.layer, dict):
+            self.layer = LayerSpec(**self.layer)
+        if self.frontend not in ("mel", "waveform"):
+            raise ValueError(f"frontend must be 'mel' or 'waveform', not {self.frontend!r}")
+        if self.frontend == "waveform" and math.prod(self.waveform_factors) != 160 * self.subsample:
+            raise ValueError("waveform_factors must multiply to 160 * subsample samples per frame")
+
+
+ASR_SIZES: dict[str, ASRConfig] = {
+    "small": ASRConfig(),
+    "tiny": ASRConfig(width=64, depth=2, n_mels=40),
+    # About 30M parameters like the paper's recognizer, with its purely state-space front end.
+    "paper": ASRConfig(frontend="waveform", width=768, depth=10, waveform_channels=(64, 128, 256, 512)),
+}
+
+WINDOW, HOP = 400, 160
+
+
+class LogMel(nn.Module):
+    """``(B, L)`` -> ``(B, n_mels, 1 + (L - 400) // 160)`` log-mel frames; frame f covers samples
+    ``[160 f, 160 f + 400)``. Streaming keeps the samples of frames not yet complete."""
+
+    def __init__(self, n_mels: int, sample_rate: int) -> None:
+        super().__init__()
+        self.out_channels = n_mels
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=WINDOW, win_length=WINDOW, hop_length=HOP, n_mels=n_mels, center=False
+        )
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        if waveform.shape[-1] < WINDOW:
+            return waveform.new_zeros(waveform.shape[0], self.out_channels, 0)
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            return torch.log(self.mel(waveform.float()) + 1e-6).to(waveform.dtype)
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
+        return torch.zeros(batch_size, 0, device=device, dtype=dtype)
+
+    def step(self, waveform: Tensor, pending: Tensor) -> tuple[Tensor, Tensor]:
+        """Chunk ``(B, T)`` -> the frames it completes ``(B, n_mels, F)`` and the samples still needed."""
+        buffered = torch.cat([pending.to(waveform.dtype), waveform], dim=-1)
+        frames = self(buffered)
+        return frames, buffered[:, frames.shape[-1] * HOP:]
+
+
+class ResidualSSMBlock(nn.Module):
+    """``x + SiLU(SSM(norm(x)))`` then ``x + FFN(norm(x))``: ``(B, D, L) -> (B, D, L)``."""
+
+    def __init__(self, spec: LayerSpec, width: int, ffn_multiplier: int, dropout: float) -> None:
+        super().__init__()
+        self.ssm_norm, self.ssm = ChannelNorm(width), spec.build(width, width)
+        self.ffn = nn.Sequential(
+            ChannelNorm(width), nn.Conv1d(width, ffn_multiplier * width, 1), nn.SiLU(),
+            nn.Conv1d(ffn_multiplier * width, width, 1),
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.dropout(nn.functional.silu(self.ssm(self.ssm_norm(x))))
+        return x + self.dropout(self.ffn(x))
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        return self.ssm.init_state(batch_size, device=device, dtype=dtype)
+
+    def step(self, x: Tensor, state) -> tuple[Tensor, object]:
+        y, state = self.ssm.step(self.ssm_norm(x), state)
+        x = x + self.dropout(nn.functional.silu(y))
+        return x + self.dropout(self.ffn(x)), state
+
+
+class ASRNet(nn.Module):
+    """``forward``: waveform ``(B, L)`` -> CTC logits ``(B, vocab, frames)``, one frame per 20 ms."""
+
+    def __init__(self, config: ASRConfig) -> None:
+        super().__init__()
+        self.config = config
+        if config.frontend == "mel":
+            frontend: list[nn.Module] = [
+                LogMel(config.n_mels, config.sample_rate), nn.BatchNorm1d(config.n_mels),
+                Downsample(config.n_mels, config.width, config.subsample),
+            ]
+        else:
+            frontend, previous = [], 1
+            for channels, factor in zip(config.waveform_channels, config.waveform_factors):
+                frontend += [SSMStage(config.layer, previous, channels), Downsample(channels, channels, factor)]
+                previous = channels
+            frontend.append(nn.Conv1d(previous, config.width, 1))
+        blocks = [ResidualSSMBlock(config.layer, config.width, config.ffn_multiplier, config.dropout)
+                  for _ in range(config.depth)]
+        head = [ChannelNorm(config.width), nn.Conv1d(config.width, len(config.vocab), 1)]
+        self.net = StreamingSequential(*frontend, *blocks, *head)
+
+    @property
+    def frame_seconds(self) -> float:
+        return HOP * self.config.subsample / self.config.sample_rate
+
+    @property
+    def algorithmic_latency(self) -> int:
+        """Samples from the start of an output frame until all its input has arrived."""
+        if self.config.frontend == "mel":
+            return WINDOW + HOP * (self.config.subsample - 1)
+        return math.prod(self.config.waveform_factors) - 1
+
+    def output_lengths(self, input_lengths: Tensor) -> Tensor:
+        """Valid output frames for clips of ``input_lengths`` samples (padding comes after, so it is harmless)."""
+        if self.config.frontend == "mel":
+            mel_frames = torch.where(input_lengths >= WINDOW, (input_lengths - WINDOW) // HOP + 1, 0)
+            return mel_frames // self.config.subsample
+        return input_lengths // math.prod(self.config.waveform_factors)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """``(B, L)`` -> ``(B, vocab, frames)``; a clip too short for one frame gives zero frames."""
+        if int(self.output_lengths(torch.tensor(waveform.shape[-1]))) == 0:
+            return waveform.new_zeros(waveform.shape[0], len(self.config.vocab), 0)
+        x = waveform if self.config.frontend == "mel" else waveform[:, None, :]
+        return self.net(x)
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> list:
+        return self.net.init_state(batch_size, device, dtype)
+
+    def step(self, waveform: Tensor, state: list) -> tuple[Tensor, list]:
+        """Chunk ``(B, T)`` -> logits of the frames completed ``(B, vocab, F)`` and the new state."""
+        x = waveform if self.config.frontend == "mel" else waveform[:, None, :]
+        y, state = self.net.step(x, state)
+        if y.shape[-1] == 0:
+            y = waveform.new_zeros(waveform.shape[0], len(self.config.vocab), 0)
+        return y, state

@@ -1,0 +1,86 @@
+"""Checkpoint round trips and errors; CTC decoding with word times."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import model_zoo
+from model_zoo.checkpoint import CheckpointError, load, save
+from model_zoo.nets import build_network
+from model_zoo.nets.ctc import BeamSearchDecoder, greedy_decode
+from model_zoo.vocab import ASR_VOCAB
+
+
+@pytest.mark.parametrize("task,size", [("kws", "small"), ("denoise", "small"), ("asr", "tiny")])
+def test_round_trip(tmp_path, task, size):
+    torch.manual_seed(0)
+    model = build_network(task, size).eval()
+    path = save(model, tmp_path / task, name=task, task=task, recipe={"steps": 0}, scores={"x": 1.0})
+    loaded = model_zoo.load(str(path) + ".json")
+    x = torch.randn(1, 4096)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.card["scores"] == {"x": 1.0} and loaded.card["task"] == task
+    assert not loaded.training
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(CheckpointError, match="unknown model 'nope'"):
+        load("nope")
+    with pytest.raises(CheckpointError, match="not found"):
+        load(tmp_path / "missing.json")
+    model = build_network("kws")
+    path = save(model, tmp_path / "k", name="k", task="kws")
+    # corrupt weights
+    (tmp_path / "k.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="cannot read weights"):
+        load(path.with_suffix(".json"))
+    # weights of another architecture
+    save(build_network("denoise"), tmp_path / "d", name="d", task="denoise")
+    (tmp_path / "k.safetensors").write_bytes((tmp_path / "d.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="do not match"):
+        load(path.with_suffix(".json"))
+    # a card that is not ours, and one with a bad task
+    (tmp_path / "k.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint card"):
+        load(path.with_suffix(".json"))
+    (tmp_path / "k.json").write_text(json.dumps({"format": "centaurus-speech/1", "task": "tts"}))
+    with pytest.raises(CheckpointError, match="unknown task"):
+        load(path.with_suffix(".json"))
+
+
+def test_shipped_models_load_and_are_listed():
+    listed = {m["name"]: m for m in model_zoo.list_models()}
+    for name in listed:
+        model = model_zoo.load(name)
+        assert model.card["name"] == name
+        assert listed[name]["algorithmic_latency_samples"] == model.algorithmic_latency
+
+
+def emissions(spelling: str) -> torch.Tensor:
+    """Log-probs (vocab, frames) that spell ``spelling`` with '-' for blank."""
+    lp = torch.full((len(ASR_VOCAB), len(spelling)), -10.0)
+    for t, c in enumerate(spelling):
+        lp[0 if c == "-" else ASR_VOCAB.index(c), t] = 0.0
+    return lp.log_softmax(0)
+
+
+def test_greedy_decode_collapses_and_times_words():
+    t = greedy_decode(emissions("hh-i-- -yy-o"), frame_seconds=0.02, offset=1.0)
+    assert t.text == "hi yo"
+    assert [w.text for w in t.words] == ["hi", "yo"]
+    assert t.words[0].start == pytest.approx(1.0) and t.words[0].end == pytest.approx(1.08)
+    assert t.words[1].start == pytest.approx(1.16) and t.words[1].end == pytest.approx(1.24)
+    assert all(0.99 < w.confidence <= 1.0 for w in t.words)
+    assert greedy_decode(emissions("l-l"), 0.02).text == "ll"  # a blank separates repeated letters
+
+
+def test_beam_search_agrees_with_greedy_on_clear_input():
+    lp = emissions("hh-i-- -yy-o")
+    beam = BeamSearchDecoder(beam_size=8)(lp, frame_seconds=0.02)
+    greedy = greedy_decode(lp, 0.02)
+    assert beam.text == greedy.text == "hi yo"
+    assert [w.start for w in beam.words] == [w.start for w in greedy.words]

@@ -1,0 +1,150 @@
+"""The three task networks: shapes, parameter counts, every layer type, exact streaming with random splits."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from model_zoo.nets import TASKS, build_network, parameter_count
+from model_zoo.nets.asr import ASRConfig, ASRNet
+from model_zoo.nets.blocks import LayerSpec
+from model_zoo.nets.denoise import DenoiseConfig, DenoiseNet
+from model_zoo.nets.kws import KWSConfig, KWSNet
+
+# Parameter counts of the named sizes, printed by `python -m model_zoo.summary`; a change here is deliberate.
+EXPECTED_PARAMETERS = {
+    ("kws", "small"): 68_621,
+    ("kws", "paper"): 145_477,
+    ("denoise", "small"): 141_138,
+    ("denoise", "paper"): 709_874,
+    ("asr", "small"): 2_102_973,
+    ("asr", "tiny"): 55_533,
+}
+
+
+@pytest.mark.parametrize("task,size", sorted(EXPECTED_PARAMETERS))
+def test_parameter_counts(task, size):
+    assert parameter_count(build_network(task, size)) == EXPECTED_PARAMETERS[(task, size)]
+
+
+def test_asr_paper_size_is_about_30m():
+    assert 25e6 < parameter_count(build_network("asr", "paper")) < 40e6
+
+
+def tiny_kws(kind: str = "centaurus") -> KWSNet:
+    specs = (LayerSpec(kind, mode="full", state_dim=4), LayerSpec(kind, mode="neck", state_dim=4, blocks=2),
+             LayerSpec(kind, mode="s5", state_dim=4, blocks=2))
+    if kind != "centaurus":
+        specs = tuple(LayerSpec(kind, state_dim=4) for _ in range(3))
+    return KWSNet(KWSConfig(channels=(4, 8, 8), layers=specs, factors=(4, 2, 2)))
+
+
+def tiny_denoise(kind: str = "centaurus") -> DenoiseNet:
+    return DenoiseNet(DenoiseConfig(channels=(4, 8), factors=(4, 2), layer=LayerSpec(kind, state_dim=4),
+                                    bottleneck=LayerSpec(kind, mode="s5", state_dim=4, blocks=2)))
+
+
+def tiny_asr(kind: str = "centaurus", frontend: str = "mel") -> ASRNet:
+    return ASRNet(ASRConfig(frontend=frontend, n_mels=16, width=16, depth=2, layer=LayerSpec(kind, state_dim=4),
+                            waveform_channels=(4, 4, 8, 8)))
+
+
+def stream(model, x: torch.Tensor, rng: random.Random, sizes=(1, 3, 64, 160, 333, 1000)) -> torch.Tensor:
+    state, outs, pos = model.init_state(x.shape[0]), [], 0
+    while pos < x.shape[-1]:
+        size = rng.choice(sizes)
+        y, state = model.step(x[..., pos:pos + size], state)
+        outs.append(y)
+        pos += size
+    if hasattr(model, "flush"):
+        y, state = model.flush(state)
+        outs.append(y)
+    return torch.cat(outs, dim=-1)
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def whole_clip(model, x):
+    return model.forward_frames(x) if isinstance(model, KWSNet) else model(x)
+
+
+BUILDERS = {"kws": tiny_kws, "denoise": tiny_denoise, "asr": tiny_asr}
+
+
+@pytest.mark.parametrize("task", sorted(BUILDERS))
+@pytest.mark.parametrize("kind", ["centaurus", "lssl", "liquid_s4"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+def test_streaming_equals_whole_clip(task, kind, dtype, tol):
+    torch.manual_seed(0)
+    model = BUILDERS[task](kind).to(dtype).eval()
+    x = 0.3 * torch.randn(2, 3001, dtype=dtype)  # not a multiple of any pooling factor
+    rng = random.Random(f"{task}{kind}")
+    with torch.no_grad():
+        want = whole_clip(model, x)
+        for _ in range(2):
+            got = stream(model, x, rng)
+            assert got.shape == want.shape
+            assert rel_err(got, want) < tol
+
+
+def test_waveform_frontend_streams_exactly():
+    torch.manual_seed(0)
+    model = tiny_asr(frontend="waveform").double().eval()
+    x = torch.randn(1, 4000, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(stream(model, x, random.Random(1)), model(x)) < 1e-9
+
+
+def test_streaming_cost_does_not_depend_on_history():
+    """The state's size is fixed: after 100 chunks it is as large as after one."""
+    model = tiny_denoise().eval()
+    sizes = []
+    with torch.no_grad():
+        state = model.init_state(1)
+        for _ in range(100):
+            _, state = model.step(torch.randn(1, 160), state)
+            sizes.append(sum(t.numel() for t in torch.utils._pytree.tree_leaves(state) if torch.is_tensor(t)))
+    assert max(sizes[10:]) <= max(sizes[:10])
+
+
+def test_kws_output_and_running_mean():
+    model = tiny_kws().eval()
+    x = torch.randn(3, 16000)
+    logits = model(x)
+    assert logits.shape == (3, 37)
+    frames = model.forward_frames(x)
+    assert frames.shape == (3, 37, 16000 // model.frame_length)
+    assert torch.allclose(frames[..., -1], logits, atol=1e-5)
+
+
+def test_denoiser_keeps_length_and_is_causal_within_its_latency():
+    model = tiny_denoise().eval()
+    x = torch.randn(2, 1000)
+    y = model(x)
+    assert y.shape == x.shape
+    x2 = x.clone()
+    x2[:, 500:] += 1
+    block = model.block_length
+    cut = 500 - 500 % block  # outputs of earlier blocks cannot see sample 500
+    assert torch.allclose(model(x2)[:, :cut], y[:, :cut], atol=1e-6)
+    assert model.algorithmic_latency == block - 1
+
+
+def test_asr_output_lengths_match_forward():
+    model = tiny_asr().eval()
+    for length in (399, 400, 959, 960, 16000):
+        out = model(torch.randn(1, length))
+        assert out.shape[1] == 29
+        assert out.shape[-1] == int(model.output_lengths(torch.tensor([length]))[0])
+
+
+def test_unknown_task_and_size():
+    with pytest.raises(ValueError, match="unknown task"):
+        build_network("tts")
+    with pytest.raises(ValueError, match="unknown size"):
+        build_network("kws", "huge")
+    assert set(TASKS) == {"kws", "denoise", "asr"}
