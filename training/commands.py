@@ -1,0 +1,89 @@
+"""The ``train``, ``evaluate`` and ``reproduce`` sub-commands of ``python -m training``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["add_training_commands"]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from model_zoo.runtime import keep_freed_memory
+
+    from .recipes import apply_overrides, get_recipe
+    from .reproduce import ensure_corpus, finish_run
+    from .trainer import RUNS_DIR, train
+
+    keep_freed_memory()
+    recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
+    run_dir = Path(args.run_dir or RUNS_DIR / recipe.name)
+    meta = ensure_corpus(recipe)
+    summary = train(recipe, run_dir, args.device)
+    if summary.get("world_size", 1) > 1:
+        import torch.distributed as dist
+
+        if dist.get_rank() != 0:
+            return 0
+    path, scores = finish_run(recipe, summary, run_dir, meta, args.name or recipe.task)
+    print(json.dumps({"checkpoint": str(path), "test_scores": scores}, indent=2))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import model_zoo
+    from model_zoo.runtime import select_device
+
+    from .recipes import Recipe
+    from .tasks import build_datasets
+    from .trainer import evaluate_model
+
+    device = select_device(args.device)
+    model = model_zoo.load(args.checkpoint, device=device)
+    card_recipe = model.card.get("recipe") or {}
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    recipe = Recipe(**{k: v for k, v in card_recipe.items() if k in fields}) if card_recipe else Recipe(
+        name="evaluate", task=model.card["task"], data="synthetic", data_root=args.data)
+    recipe = dataclasses.replace(recipe, data_root=args.data or recipe.data_root, data=args.source or recipe.data)
+    scores = evaluate_model(model, recipe, build_datasets(recipe)[args.split], device, args.max_batches)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "data": recipe.data_root, "split": args.split,
+                      "scores": scores}, indent=2))
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from model_zoo.runtime import keep_freed_memory
+
+    from .reproduce import reproduce
+
+    keep_freed_memory()
+    return reproduce(args.name, ship=args.ship, device=args.device)
+
+
+def add_training_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a recipe (resumes from runs/RECIPE/last.pt when present)")
+    p.add_argument("recipe", help="recipe name, see training/recipes.py")
+    p.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. steps=200 batch_size=8")
+    p.add_argument("--run-dir", help="default runs/RECIPE")
+    p.add_argument("--name", help="checkpoint name (default: the task)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on a data split")
+    p.add_argument("checkpoint", help="shipped model name or path to NAME.json")
+    p.add_argument("--data", help="dataset folder (default: the one in the checkpoint's recipe)")
+    p.add_argument("--source", help="synthetic | speech_commands | vbdmd | librispeech (default: the recipe's)")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--max-batches", type=int)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("reproduce", help="re-run the recipe of a shipped checkpoint and compare with its card")
+    p.add_argument("name", choices=("kws", "denoise", "asr"))
+    p.add_argument("--ship", action="store_true", help="install the result as the shipped checkpoint")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_reproduce)
+

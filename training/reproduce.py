@@ -1,0 +1,117 @@
+"""Reproduce a shipped checkpoint from scratch: build the corpus if missing, train, score on held-out voices,
+write the checkpoint and its model card, and compare the scores with the shipped card within its tolerance."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import torch
+
+from model_zoo.checkpoint import CHECKPOINT_DIR, save
+
+from .recipes import SHIPPED, Recipe, get_recipe
+from .trainer import RUNS_DIR, evaluate_model, train
+
+__all__ = ["ensure_corpus", "finish_run", "reproduce", "compare_scores"]
+
+
+def ensure_corpus(recipe: Recipe) -> dict:
+    """The synthetic corpus's metadata, building the corpus first when it is not there."""
+    root = Path(recipe.data_root)
+    if recipe.data != "synthetic":
+        return {"data": recipe.data, "root": str(root)}
+    if not (root / "corpus.json").exists():
+        from .corpus import build_corpus
+
+        build_corpus(recipe.task, root, seed=recipe.corpus_seed, size=recipe.corpus_size, workers=2,
+                     progress=True, allow_missing=True if recipe.corpus_size == "tiny" else None)
+    return json.loads((root / "corpus.json").read_text())
+
+
+def _data_description(meta: dict) -> str:
+    if "splits" not in meta:
+        return f"{meta.get('data')} at {meta.get('root')}"
+    parts = []
+    for split, entry in meta["splits"].items():
+        voices = entry.get("voices_used") or entry.get("voices")
+        parts.append(f"{split}: {entry.get('items')} utterances, voices {voices}")
+    return f"embedded synthetic {meta['task']} corpus (seed {meta.get('seed')}, size {meta.get('size')}); " + "; ".join(parts)
+
+
+def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: str) -> tuple[Path, dict]:
+    """Score the best validation checkpoint on the test split and save it with its card."""
+    from .tasks import build_datasets
+
+    model = summary["model"]
+    best = run_dir / "best_model.pt"
+    if best.exists():
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+    model.eval()
+    scores = evaluate_model(model, recipe, build_datasets(recipe)["test"], next(model.parameters()).device)
+    scores = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
+    path = save(model, run_dir / name, name=name, task=recipe.task, recipe=recipe.to_dict(), scores=scores,
+                data=_data_description(meta), scored_on="test split (held-out voices)",
+                training_seconds=summary["training_seconds"], training_steps=summary["steps"],
+                tolerance=recipe.tolerance)
+    return path, scores
+
+
+def compare_scores(scores: dict, card: dict) -> list[tuple[str, float, float, float, bool]]:
+    """``(metric, ours, card's, tolerance, within)`` for every metric the card's tolerance names."""
+    rows = []
+    for metric, tol in card.get("tolerance", {}).items():
+        want, got = card["scores"].get(metric, math.nan), scores.get(metric, math.nan)
+        rows.append((metric, got, want, tol, abs(got - want) <= tol))
+    return rows
+
+
+def write_model_card(path: Path, card: dict) -> None:
+    scores = "\n".join(f"| {k} | {v} |" for k, v in card["scores"].items())
+    recipe = card["recipe"]
+    path.with_suffix(".md").write_text(f"""# `{card['name']}`: {card['task']} model card
+
+- Task: {card['task']}; sample rate {card['sample_rate']} Hz; algorithmic latency
+  {card['algorithmic_latency_samples']} samples ({1000 * card['algorithmic_latency_samples'] / card['sample_rate']:.1f} ms).
+- Parameters: {card['parameters']:,}. Architecture: `{json.dumps(card['architecture'])}`.
+- Data: {card['data']}.
+- Recipe: `{recipe['name']}` ({recipe['steps']} steps, batch {recipe['batch_size']}, lr {recipe['lr']}); reproduce
+  with `python -m training reproduce {card['name']}`.
+- Training time: {card['training_seconds'] / 60:.1f} min on this project's 2-core CPU machine.
+- Scores, measured on the {card['scored_on']}:
+
+| metric | value |
+|---|---|
+{scores}
+
+- Reproduction tolerance (absolute): `{json.dumps(card.get('tolerance', {}))}`.
+""")
+
+
+def reproduce(name: str, ship: bool = False, device: str = "auto", overrides: Recipe | None = None) -> int:
+    """Re-run the recipe behind shipped checkpoint ``name``; with ``ship``, install the result in the zoo."""
+    if name not in SHIPPED:
+        raise SystemExit(f"unknown shipped model {name!r}; expected one of {sorted(SHIPPED)}")
+    recipe = overrides or get_recipe(SHIPPED[name])
+    run_dir = RUNS_DIR / f"reproduce-{name}"
+    meta = ensure_corpus(recipe)
+    summary = train(recipe, run_dir, device)
+    path, scores = finish_run(recipe, summary, run_dir, meta, name)
+    print(json.dumps({"checkpoint": str(path), "scores": scores}, indent=2))
+    card = json.loads(path.with_suffix(".json").read_text())
+    if ship:
+        for suffix in (".json", ".safetensors"):
+            shutil.copy(path.with_suffix(suffix), CHECKPOINT_DIR / f"{name}{suffix}")
+        write_model_card(CHECKPOINT_DIR / f"{name}.md", card)
+        print(f"installed as model_zoo/checkpoints/{name}.*")
+        return 0
+    shipped = CHECKPOINT_DIR / f"{name}.json"
+    if not shipped.exists():
+        print("no shipped card to compare with")
+        return 0
+    rows = compare_scores(scores, json.loads(shipped.read_text()))
+    for metric, got, want, tol, ok in rows:
+        print(f"{metric:24s} ours {got:.4f}  card {want:.4f}  tolerance {tol}  {'ok' if ok else 'OUTSIDE'}")
+    return 0 if all(ok for *_, ok in rows) else 1
