@@ -65,9 +65,11 @@ class KWSMetrics:
 
     def __init__(self, num_classes: int = len(KWS_LABELS)) -> None:
         self.num_classes = num_classes
-        self._accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self._balanced = MulticlassAccuracy(num_classes=num_classes, average="macro")
-        self._confusion = MulticlassConfusionMatrix(num_classes=num_classes)
+        # Evaluation runs on one rank only; torchmetrics would otherwise wait for the other ranks.
+        local = {"sync_on_compute": False}
+        self._accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro", **local)
+        self._balanced = MulticlassAccuracy(num_classes=num_classes, average="macro", **local)
+        self._confusion = MulticlassConfusionMatrix(num_classes=num_classes, **local)
         self._count = 0
 
     def update(self, logits: Tensor, targets: Tensor) -> None:

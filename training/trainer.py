@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -144,8 +145,8 @@ def train(recipe: Recipe, run_dir: Path | None = None, device: str = "auto") -> 
         train_model = torch.compile(train_model)
     sampler = EpochSampler(len(data["train"]), recipe.seed, rank, world)
     is_main = rank == 0
+    run_dir.mkdir(parents=True, exist_ok=True)
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
     log = open(run_dir / "metrics.jsonl", "a") if is_main else None
     bar = tqdm(total=recipe.steps, initial=step, disable=not is_main, desc=recipe.name, dynamic_ncols=True)
@@ -194,8 +195,14 @@ def train(recipe: Recipe, run_dir: Path | None = None, device: str = "auto") -> 
         else:
             epoch, position = epoch + 1, 0
     bar.close()
+    if world > 1:  # BatchNorm statistics follow each rank's own batches: take rank 0's, as DDP does per forward
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
     summary = {"steps": step, "training_seconds": round(time.perf_counter() - started, 1), "world_size": world,
-               "parameters": parameter_count(model), "device": str(dev), "best_valid": best}
+               "parameters": parameter_count(model), "device": str(dev), "best_valid": best,
+               "weights_sha256": weights_digest(model)}
+    if world > 1:  # lets anyone check that the ranks ended with identical weights
+        (run_dir / f"summary_rank{rank}.json").write_text(json.dumps(summary, indent=2))
     if is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         log.close()
@@ -203,6 +210,14 @@ def train(recipe: Recipe, run_dir: Path | None = None, device: str = "auto") -> 
         dist.barrier()
     summary["model"] = unwrap(model)
     return summary
+
+
+def weights_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _save_resume(run_dir: Path, model, optimizer, schedule, step, epoch, position, elapsed, best) -> None:
