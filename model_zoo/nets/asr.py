@@ -33,7 +33,7 @@ class ASRConfig:
     subsample: int = 2  # mel frames (10 ms) per output frame
     waveform_channels: tuple[int, ...] = (32, 64, 128, 192)
     waveform_factors: tuple[int, ...] = (4, 4, 4, 5)  # product: samples per output frame
-    width: int = 256
+    width: int = 192
     depth: int = 6
     layer: LayerSpec = field(default_factory=lambda: LayerSpec(mode="dws", state_dim=16))
     ffn_multiplier: int = 2
