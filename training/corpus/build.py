@@ -127,6 +127,12 @@ def _plan_babble(seed: int, tiny: bool, synths: tuple[str, ...], pool_text: list
     return jobs
 
 
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one worker per core already; more threads would only contend
+
+
 def _work(task: tuple[str, list[SynthJob]]) -> list[dict]:
     """Worker: synthesize a chunk, write its WAVs, return what the manifest needs."""
     root, jobs = task
@@ -156,7 +162,7 @@ def _synthesize(root: Path, jobs: list[SynthJob], workers: int, progress: bool) 
             results.update({r["key"]: r for r in res})
             bar.update(len(res))
     else:
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
             for res in pool.imap_unordered(_work, tasks):
                 results.update({r["key"]: r for r in res})
                 bar.update(len(res))

@@ -226,7 +226,6 @@ def _run_single(job: SynthJob, prosody: Prosody, tmp: Path) -> np.ndarray | None
 def synthesize_batch(jobs: list[SynthJob], tmp: Path) -> list[tuple[np.ndarray | None, Prosody]]:
     """(audio, prosody actually used) per job, in order; audio is ``None`` where the engine failed or
     the speech stayed too long."""
-    torch.set_num_threads(1)  # the corpus builder already runs one worker per core
     results: list[tuple[np.ndarray | None, Prosody]] = [(None, job.prosody) for job in jobs]
     pending = [(i, job, job.prosody) for i, job in enumerate(jobs)]
     for attempt in range(1 + max((j.retry_faster for j in jobs), default=0)):
