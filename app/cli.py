@@ -1,0 +1,61 @@
+"""``centaurus-speech``: the command line. ``serve`` runs the HTTP service; client commands come later.
+
+Options given here override the ``CENTAURUS_*`` environment (see :mod:`app.settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from model_zoo.runtime import keep_freed_memory
+
+    from .main import create_app
+    from .settings import Settings
+
+    overrides = {k: v for k, v in {
+        "host": args.host, "port": args.port, "device": args.device, "workers_per_device": args.workers_per_device,
+        "worker_mode": args.worker_mode, "log_level": args.log_level,
+        "models": json.loads(args.models) if args.models else None,
+    }.items() if v is not None}
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_freed_memory()
+    app = create_app(settings)
+    # Graceful shutdown: uvicorn lets open requests finish, then the lifespan drains the pool.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=int(settings.request_timeout_seconds))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="centaurus-speech", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP service",
+                                description="Run the HTTP service. Every setting also reads CENTAURUS_<NAME>.")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--models", help='JSON object: served name -> shipped name or card path')
+    serve.add_argument("--device", help='"auto", "cpu", "cuda" or "cuda:N"')
+    serve.add_argument("--workers-per-device", type=int)
+    serve.add_argument("--worker-mode", choices=["process", "thread"])
+    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""FastAPI dependencies: settings, engine and metrics of the app, API-key checks, model lookup, upload decode."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+
+from fastapi import Depends, Request, UploadFile
+
+from .audio import Audio, decode
+from .errors import InvalidParameter, NotFound, NotReady, Unauthorized
+from .metrics import Metrics
+from .schemas import AudioForm
+from .service import Engine
+from .settings import Settings
+
+__all__ = ["get_settings", "get_engine", "get_metrics", "require_api_key", "require_ops_key", "resolve_model",
+           "read_audio", "deadline_for"]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_engine(request: Request) -> Engine:
+    engine = request.app.state.engine
+    if engine is None:
+        raise NotReady("the service is starting", headers={"Retry-After": "1"})
+    return engine
+
+
+def _presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _check_key(request: Request, settings: Settings) -> None:
+    if not settings.api_keys:
+        return
+    key = _presented_key(request)
+    if not key:
+        raise Unauthorized("missing API key: send Authorization: Bearer KEY or X-API-Key: KEY",
+                           headers={"WWW-Authenticate": "Bearer"})
+    # Compare against every key in constant time, so timing does not reveal a matching prefix.
+    if not any(hmac.compare_digest(key.encode(), k.encode()) for k in settings.api_keys):
+        raise Unauthorized("invalid API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    _check_key(request, settings)
+
+
+def require_ops_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    if settings.ops_require_key:
+        _check_key(request, settings)
+
+
+def resolve_model(engine: Engine, settings: Settings, requested: str | None, task: str, param: str = "model") -> str:
+    """A served model id of ``task``: the one asked for (or its alias target), else the first served."""
+    served = [name for name, card in engine.cards.items() if card["task"] == task]
+    if requested is None or (requested not in engine.cards and requested in settings.model_aliases
+                             and settings.model_aliases[requested] not in engine.cards):
+        if not served:
+            raise NotFound(f"no {task} model is served", code="model_not_found", param=param)
+        return served[0]
+    name = requested if requested in engine.cards else settings.model_aliases.get(requested, requested)
+    if name not in engine.cards:
+        raise NotFound(f"model {requested!r} is not served; GET /v1/models lists the models",
+                       code="model_not_found", param=param)
+    if engine.cards[name]["task"] != task:
+        raise InvalidParameter(f"model {requested!r} is a {engine.cards[name]['task']} model, not {task}",
+                               code="wrong_model_task", param=param)
+    return name
+
+
+async def read_audio(file: UploadFile, form: AudioForm, settings: Settings) -> Audio:
+    """The upload decoded (in a thread: FFmpeg work must not stall the event loop)."""
+    data = await file.read()
+    return await asyncio.to_thread(decode, data, raw=form.raw_format(), max_seconds=settings.max_audio_seconds)
+
+
+def deadline_for(settings: Settings) -> float:
+    return time.monotonic() + settings.request_timeout_seconds

@@ -1,0 +1,96 @@
+"""The ASGI application: ``create_app(settings)`` wires settings, pool, routers, middleware and error handlers.
+
+``app.main:app`` builds one from the environment on first access (so importing this module stays cheap and
+never loads models). Models load in the workers after startup; ``/health/ready`` says when they are warm.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from model_zoo import list_models
+from model_zoo.checkpoint import read_card
+
+from . import __version__
+from .errors import install_handlers
+from .limits import UploadLimitMiddleware
+from .metrics import Metrics, MetricsMiddleware
+from .pool import Pool, PoolConfig, plan_devices
+from .routes import denoise, keywords, openai, ops, transcribe
+from .service import Engine
+from .settings import Settings
+
+__all__ = ["create_app", "served_models"]
+
+log = logging.getLogger(__name__)
+
+
+def served_models(settings: Settings) -> dict[str, str]:
+    """Served name -> checkpoint; by default every shipped checkpoint under its own name."""
+    if settings.models is not None:
+        return dict(settings.models)
+    return {m["name"]: m["name"] for m in list_models()}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A configured app. Checkpoint cards are read (and validated) here, so a bad model path fails at once."""
+    settings = settings or Settings()
+    models = served_models(settings)
+    cards = {name: read_card(source) for name, source in models.items()}
+    metrics = Metrics()
+    pool = Pool(
+        PoolConfig(
+            models=models, devices=plan_devices(settings.device), workers_per_device=settings.workers_per_device,
+            mode=settings.worker_mode, max_batch_size=settings.max_batch_size,
+            max_batch_wait=settings.max_batch_wait_ms / 1000, queue_limit=settings.queue_limit,
+            retry_after_seconds=settings.retry_after_seconds, torch_threads=settings.torch_threads,
+            warmup=settings.warmup,
+        ),
+        on_batch=metrics.observe_batch,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await pool.start()
+        log.info("serving %s on %s", ", ".join(f"{n} ({c['task']})" for n, c in cards.items()) or "no models",
+                 ", ".join(pool.config.devices))
+        try:
+            yield
+        finally:
+            await pool.close(timeout=settings.request_timeout_seconds)
+
+    app = FastAPI(
+        title="Centaurus Speech",
+        version=__version__,
+        summary="Keyword spotting, denoising and speech recognition on state-space networks, behind one API.",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.metrics, app.state.pool = settings, metrics, pool
+    app.state.engine = Engine(pool, cards, settings.chunk_seconds)
+    app.state.started = int(time.time())
+    install_handlers(app)
+    for router in (transcribe.router, openai.router, denoise.router, keywords.router, ops.models_router,
+                   ops.health_router):
+        app.include_router(router)
+    # Added innermost first: the metrics middleware sees every request, 413s and CORS preflights included.
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+                           expose_headers=["Retry-After", "X-Sample-Rate", "X-Channels", "X-Duration", "X-Encoding"])
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def __getattr__(name: str):
+    # ``uvicorn app.main:app`` and ``import app.main`` stay cheap until the app is actually asked for.
+    if name == "app":
+        globals()["app"] = built = create_app()
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,140 @@
+"""What each endpoint asks of the pool, on decoded audio: transcribe, denoise, spot keywords.
+
+Short clips (up to ``chunk_seconds``) go to the pool as one batched call; longer ones run chunk by chunk
+through a resident streaming session, so model memory stays bounded whatever the length and the result is
+exactly what one call on the whole clip would give (the networks stream exactly). Resampling runs in a
+thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from model_zoo.nets.ctc import Transcript
+
+from .audio import Audio, resample
+from .pool import Pool
+
+__all__ = ["Engine", "KeywordResult", "Detection"]
+
+
+@dataclass(frozen=True)
+class Detection:
+    keyword: str
+    start: float
+    end: float
+    score: float
+
+
+@dataclass(frozen=True)
+class KeywordResult:
+    detections: list[Detection]
+    scores: list[tuple[str, float]] | None  # ranked class scores, for clips of about one window
+
+
+class Engine:
+    """The task logic between routes and pool; holds the model cards and the chunking policy."""
+
+    def __init__(self, pool: Pool, cards: dict[str, dict], chunk_seconds: float) -> None:
+        self.pool, self.cards, self.chunk_seconds = pool, cards, chunk_seconds
+
+    def rate(self, model: str) -> int:
+        return int(self.cards[model]["sample_rate"])
+
+    async def _at_rate(self, audio: Audio, rate: int) -> np.ndarray:
+        samples = await asyncio.to_thread(resample, audio.samples, audio.sample_rate, rate)
+        return samples.numpy().astype(np.float32, copy=False)
+
+    def _chunk(self, rate: int) -> int:
+        # A multiple of 1280 samples (every network's stride divides it), so sessions at different positions
+        # keep equal state shapes and can share a batch.
+        return max(1280, int(self.chunk_seconds * rate) // 1280 * 1280)
+
+    async def _run(self, model: str, wave: np.ndarray, options: dict, deadline: float) -> Any:
+        """Whole clip in one call, or a session chunk by chunk when it is long."""
+        chunk = self._chunk(self.rate(model))
+        if len(wave) <= chunk:
+            return await self.pool.forward(model, wave[None], options, deadline)
+        session = await self.pool.open_session(model, options, deadline)
+        try:
+            for start in range(0, len(wave), chunk):
+                await session.step(wave[start:start + chunk], deadline)
+            return await session.finish(deadline)
+        finally:
+            await session.close()
+
+    async def transcribe(self, model: str, audio: Audio, *, beam_search: bool, deadline: float,
+                         denoise_model: str | None = None) -> Transcript:
+        rate = self.rate(model)
+        wave = await self._at_rate(audio, rate)
+        if denoise_model is not None:
+            if self.rate(denoise_model) != rate:
+                wave = await asyncio.to_thread(
+                    lambda: resample(torch.from_numpy(wave), rate, self.rate(denoise_model)).numpy())
+            wave = await self._run(denoise_model, wave, {}, deadline)
+            if self.rate(denoise_model) != rate:
+                wave = await asyncio.to_thread(
+                    lambda: resample(torch.from_numpy(wave), self.rate(denoise_model), rate).numpy())
+        return await self._run(model, wave, {"beam_search": beam_search}, deadline)
+
+    async def denoise(self, model: str, audio: Audio, *, deadline: float) -> torch.Tensor:
+        """Enhanced mono audio at the input's own rate and of exactly its length."""
+        wave = await self._at_rate(audio, self.rate(model))
+        clean = await self._run(model, wave, {}, deadline)
+        out = await asyncio.to_thread(resample, torch.from_numpy(np.ascontiguousarray(clean)), self.rate(model),
+                                      audio.sample_rate)
+        length = audio.samples.shape[-1]
+        return out[:length] if out.shape[-1] >= length else torch.nn.functional.pad(out, (0, length - out.shape[-1]))
+
+    async def keywords(self, model: str, audio: Audio, *, hop: float, threshold: float,
+                       keywords: set[str] | None, deadline: float, max_rows: int) -> KeywordResult:
+        """Slide a one-second window (the classifier's training length) by ``hop`` seconds over the clip.
+
+        A detection is a run of consecutive windows whose best class is the same keyword with a score at
+        least ``threshold``; it spans those windows and scores their maximum.
+        """
+        rate = self.rate(model)
+        labels: list[str] = list(self.cards[model]["labels"])
+        wave = await self._at_rate(audio, rate)
+        length = len(wave)
+        window, step = rate, max(1, int(round(hop * rate)))
+        if len(wave) < window:
+            wave = np.pad(wave, (0, window - len(wave)))
+        starts = list(range(0, len(wave) - window + 1, step))
+        if starts[-1] + window < len(wave):  # cover the tail too
+            starts.append(len(wave) - window)
+        probs = []
+        for first in range(0, len(starts), max_rows):  # requests of at most one batch each: bounded memory
+            rows = np.stack([wave[s:s + window] for s in starts[first:first + max_rows]])
+            probs.append(await self.pool.forward(model, rows, {}, deadline))
+        table = np.concatenate(probs)
+        candidates = [i for i, label in enumerate(labels) if not label.startswith("_")
+                      and (keywords is None or label in keywords)]
+        detections: list[Detection] = []
+        open_run: list[Any] | None = None  # [label, start, end, score]
+        for start, p in zip(starts, table):
+            best = max(candidates, key=lambda i: p[i]) if candidates else None
+            hit = best is not None and p[best] >= threshold and int(np.argmax(p)) == best
+            t0, t1 = start / rate, min(start + window, length) / rate
+            if hit and open_run is not None and open_run[0] == labels[best] and t0 <= open_run[2]:
+                open_run[2], open_run[3] = t1, max(open_run[3], float(p[best]))
+                continue
+            if open_run is not None:
+                detections.append(Detection(open_run[0], round(open_run[1], 3), round(open_run[2], 3),
+                                            round(open_run[3], 4)))
+                open_run = None
+            if hit:
+                open_run = [labels[best], t0, t1, float(p[best])]
+        if open_run is not None:
+            detections.append(Detection(open_run[0], round(open_run[1], 3), round(open_run[2], 3), round(open_run[3], 4)))
+        scores = None
+        if length <= 1.5 * window:  # about one second: the ranked classes of the whole clip are meaningful
+            mean = table.mean(axis=0)
+            scores = sorted(((labels[i], round(float(mean[i]), 4)) for i in range(len(labels))),
+                            key=lambda pair: -pair[1])
+        return KeywordResult(detections, scores)

@@ -1,0 +1,91 @@
+"""Service settings, read from ``CENTAURUS_*`` environment variables (pydantic-settings).
+
+Examples::
+
+    CENTAURUS_MODELS='{"asr": "asr", "kws": "/models/kws.json"}'   # served name -> shipped name or card path
+    CENTAURUS_API_KEYS='key-one,key-two'                           # or a JSON list
+    CENTAURUS_DEVICE=cuda CENTAURUS_WORKERS_PER_DEVICE=2
+
+Lists accept JSON or a comma-separated string. Every setting is documented by its ``description``; ``/docs``
+does not show them, ``centaurus-speech serve --help`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _split_list(value: Any) -> Any:
+    """``"a, b"`` -> ``["a", "b"]``; JSON lists pass through; an empty string is an empty list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CENTAURUS_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface to bind; use 0.0.0.0 inside a container.")
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    models: dict[str, str] | None = Field(
+        None,
+        description="Served model name -> shipped checkpoint name or path to its .json card. "
+        "Default: every shipped checkpoint in model_zoo/checkpoints.",
+    )
+    model_aliases: dict[str, str] = Field(
+        default_factory=lambda: {"whisper-1": "asr", "gpt-4o-transcribe": "asr", "gpt-4o-mini-transcribe": "asr"},
+        description="Names clients send (OpenAI's) -> a served model name; ignored when the target is not served "
+        "(then the default model of the endpoint's task is used).",
+    )
+    device: str = Field("auto", description='"auto" (every visible GPU, else the CPU), "cpu", "cuda" or "cuda:N".')
+    workers_per_device: int = Field(1, ge=1, le=64, description="Worker processes (or threads) per device.")
+    worker_mode: Literal["process", "thread"] = Field(
+        "process", description="process: crash isolation, respawn, no GIL contention with HTTP; thread: one process."
+    )
+    torch_threads: int = Field(0, ge=0, description="Intra-op threads per CPU worker; 0 = cores / CPU workers.")
+    warmup: bool = Field(True, description="Run every model once on silence before reporting ready.")
+
+    max_batch_size: int = Field(8, ge=1, le=1024, description="Clips (or stream chunks) per model call.")
+    max_batch_wait_ms: float = Field(10.0, ge=0, description="How long the first request of a batch waits for company.")
+    queue_limit: int = Field(64, ge=1, description="Waiting model calls before new requests get 503 + Retry-After.")
+    retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 503s.")
+    request_timeout_seconds: float = Field(120.0, gt=0, description="Deadline per request; 504 when it passes.")
+
+    max_upload_mb: float = Field(100.0, gt=0, description="Request body limit in MB (10^6 bytes); 413 above it.")
+    max_audio_seconds: float = Field(
+        3600.0, gt=0, description="Longest decoded audio accepted. Memory: the decoded clip (~4 bytes per sample "
+        "at its own rate and channel count) plus one chunk of model activations.",
+    )
+    chunk_seconds: float = Field(
+        20.0, gt=0, description="Clips longer than this run chunk by chunk through the streaming state, "
+        "so model memory stays bounded whatever the length.",
+    )
+
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Accepted keys (Authorization: Bearer KEY or X-API-Key); empty = open."
+    )
+    ops_require_key: bool = Field(False, description="Whether /health/* and /metrics also need a key.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty = no CORS headers (closed)."
+    )
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1_000_000)
