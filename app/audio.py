@@ -15,7 +15,7 @@ import torchaudio
 
 from .errors import AudioDecodeError, BadRequest, PayloadTooLarge
 
-__all__ = ["Audio", "RawFormat", "decode", "resample", "encode", "PCM_ENCODINGS", "OUTPUT_FORMATS"]
+__all__ = ["Audio", "RawFormat", "decode", "resample", "encode", "warm_up", "PCM_ENCODINGS", "OUTPUT_FORMATS"]
 
 PCM_ENCODINGS: dict[str, tuple[torch.dtype, float]] = {
     # encoding -> (little-endian dtype, scale to [-1, 1])
@@ -128,3 +128,10 @@ def encode(samples: torch.Tensor, sample_rate: int, fmt: str) -> bytes:
     from torchcodec.encoders import AudioEncoder
 
     return bytes(AudioEncoder(clipped[None], sample_rate=sample_rate).to_tensor(fmt).numpy())
+
+
+def warm_up() -> None:
+    """Decode, resample and encode a short clip once: the first FFmpeg call loads its libraries (seconds)."""
+    clip = torch.zeros(1600)
+    audio = decode(encode(clip, 16000, "wav"))
+    encode(resample(audio.samples, 16000, 8000), 8000, "flac")

@@ -6,6 +6,7 @@ never loads models). Models load in the workers after startup; ``/health/ready``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from model_zoo import list_models
 from model_zoo.checkpoint import read_card
 
 from . import __version__
+from .audio import warm_up
 from .errors import install_handlers
 from .limits import UploadLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.start()
+        app.state.codecs = asyncio.create_task(asyncio.to_thread(warm_up), name="warm-codecs")
         log.info("serving %s on %s", ", ".join(f"{n} ({c['task']})" for n, c in cards.items()) or "no models",
                  ", ".join(pool.config.devices))
         try:
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.metrics, app.state.pool = settings, metrics, pool
     app.state.engine = Engine(pool, cards, settings.chunk_seconds)
     app.state.started = int(time.time())
+    app.state.codecs = None  # the codec warm-up task, started with the pool
     install_handlers(app)
     for router in (transcribe.router, openai.router, denoise.router, keywords.router, ops.models_router,
                    ops.health_router):

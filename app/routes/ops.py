@@ -49,8 +49,8 @@ async def live() -> HealthOut:
 @health_router.get("/health", response_model=ReadyOut, include_in_schema=False)
 async def ready(request: Request):
     """200 once a worker has loaded and warmed up every model; 503 (with Retry-After) before and while closing."""
-    pool = request.app.state.pool
-    if pool is not None and pool.ready:
+    pool, codecs = request.app.state.pool, request.app.state.codecs
+    if pool is not None and pool.ready and codecs is not None and codecs.done():
         return ReadyOut(status="ready", workers=pool.workers())
     status = "shutting_down" if pool is not None and pool.closing else "loading"
     body = ReadyOut(status=status, workers=pool.workers() if pool is not None else [])
