@@ -168,6 +168,10 @@ class Pool:
 
         self._track(asyncio.create_task(boot(), name=f"boot-{handle.name}"))
 
+    async def _wake(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
     def _track(self, task: asyncio.Task) -> None:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -183,8 +187,8 @@ class Pool:
             for call in q:
                 if not call.future.done():
                     call.future.set_exception(lost)
-        if slot.dispatcher is not None:
-            slot.dispatcher.cancel()
+        # Its dispatcher fails the in-flight job's calls itself (WorkerLost) and then ends; wake it if idle.
+        self._track(asyncio.create_task(self._wake()))
         if self._closing:
             return
         self.restarts += 1
@@ -366,13 +370,19 @@ class Session:
         self._lock = asyncio.Lock()
         self.closed = False
 
+    def _check_alive(self) -> None:
+        if not self.slot.handle.alive:
+            raise WorkerLost(f"{self.slot.handle.name} exited; this stream's state was lost with it")
+
     async def step(self, chunk: np.ndarray, deadline: float) -> Any:
         async with self._lock:
+            self._check_alive()
             return await self.pool._submit("step", self.model, (self.id, chunk), 1, deadline, self.slot)
 
     async def finish(self, deadline: float) -> Any:
         async with self._lock:
             try:
+                self._check_alive()
                 return await self.pool._submit("finish", self.model, self.id, 1, deadline, self.slot)
             finally:
                 self.closed = True

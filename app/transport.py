@@ -100,11 +100,17 @@ class ProcessWorker(WorkerHandle):
         try:
             while True:
                 message = self._conn.recv()
-                self.loop.call_soon_threadsafe(self._deliver, message)
+                self._post(self._deliver, message)
         except (EOFError, OSError):
             pass
         self.process.join(timeout=5)
-        self.loop.call_soon_threadsafe(self._exited)
+        self._post(self._exited)
+
+    def _post(self, callback: Callable, *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the event loop is closed: the service is gone, nobody is waiting
+            pass
 
     def _deliver(self, message: tuple) -> None:
         kind = message[0]

@@ -1,0 +1,133 @@
+"""The worker pool on its own: micro-batching, resident sessions, worker death and replacement, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal as signals
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import model_zoo
+from app.errors import WorkerLost
+from app.pool import Pool, PoolConfig
+from app.runners import make_runner
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def started(models: dict[str, str], **config) -> tuple[Pool, list]:
+    batches: list = []
+    pool = Pool(PoolConfig(models=models, **{"max_batch_wait": 0.005, "torch_threads": 1, **config}),
+                on_batch=lambda model, op, rows: batches.append((model, op, rows)))
+    await pool.start()
+    await pool.wait_ready(timeout=60)
+    return pool, batches
+
+
+def deadline(seconds: float = 30.0) -> float:
+    return time.monotonic() + seconds
+
+
+def test_concurrent_requests_share_a_batch_and_results_match_single_calls(tiny_models):
+    async def main():
+        pool, batches = await started(tiny_models, max_batch_wait=0.5, max_batch_size=8)
+        try:
+            clips = [np.random.default_rng(i).standard_normal(4000 + 1000 * i).astype(np.float32) * 0.1 for i in range(4)]
+            together = await asyncio.gather(*(pool.forward("denoise", c[None], {}, deadline()) for c in clips))
+            assert [b for b in batches if b[1] == "forward"] == [("denoise", "forward", 4)]
+            alone = await pool.forward("denoise", clips[1][None], {}, deadline())
+            # End padding to the longest clip never changes the shorter clip's output (causal network).
+            assert together[1].shape == (5000,) and np.allclose(together[1], alone, atol=1e-5)
+            windows = await pool.forward("kws", np.zeros((3, 16000), np.float32), {}, deadline())
+            assert windows.shape == (3, 37) and np.allclose(windows.sum(1), 1, atol=1e-5)
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_sessions_stay_resident_and_are_stepped_together(tiny_models):
+    async def main():
+        pool, batches = await started(tiny_models, max_batch_wait=0.2)
+        try:
+            clip = np.random.default_rng(0).standard_normal(3 * 2560).astype(np.float32) * 0.1
+            whole = await pool.forward("denoise", clip[None], {}, deadline())
+            a, b = [await pool.open_session("denoise", {}, deadline()) for _ in range(2)]
+            assert pool.active_sessions() == 2
+            for start in range(0, len(clip), 2560):
+                await asyncio.gather(a.step(clip[start:start + 2560], deadline()),
+                                     b.step(clip[start:start + 2560], deadline()))
+            out_a, out_b = await asyncio.gather(a.finish(deadline()), b.finish(deadline()))
+            assert pool.active_sessions() == 0
+            assert np.allclose(out_a, whole, atol=1e-4) and np.allclose(out_b, out_a, atol=1e-6)
+            assert ("denoise", "step", 2) in batches  # both streams advanced in one network call
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_runner_sessions_reproduce_whole_clip_calls(tiny_models):
+    """Chunked streaming through a runner equals one forward call (what long uploads rely on)."""
+    for task in ("asr", "denoise"):
+        runner = make_runner(model_zoo.load(tiny_models[task]), torch.device("cpu"))
+        clip = np.random.default_rng(1).standard_normal(12800).astype(np.float32) * 0.1
+        whole = runner.forward([(clip[None], {})])[0]
+        session = runner.open({})
+        for start in range(0, len(clip), 3840):
+            runner.step([session], [clip[start:start + 3840]])
+        chunked = runner.finish(session)
+        if task == "asr":
+            assert chunked.text == whole.text and len(chunked.words) == len(whole.words)
+        else:
+            assert np.allclose(chunked, whole, atol=1e-4)
+
+
+def test_killed_worker_fails_its_requests_and_is_replaced(tiny_models):
+    async def main():
+        pool, _ = await started(tiny_models, mode="process")
+        try:
+            victim = pool._slots[0].handle
+            session = await pool.open_session("asr", {}, deadline())
+            os.kill(victim.pid, signals.SIGSTOP)  # freeze it so the next job is certainly in flight
+            request = asyncio.create_task(pool.forward("asr", np.zeros((1, 8000), np.float32), {}, deadline()))
+            end = time.monotonic() + 10
+            while pool._busy == 0:
+                assert time.monotonic() < end
+                await asyncio.sleep(0.01)
+            os.kill(victim.pid, signals.SIGKILL)
+            with pytest.raises(WorkerLost, match="exited"):
+                await asyncio.wait_for(request, 10)  # fails promptly, never hangs
+            with pytest.raises(WorkerLost):
+                await session.step(np.zeros(1280, np.float32), deadline())
+            end = time.monotonic() + 60
+            while not pool.ready:
+                assert time.monotonic() < end, "no replacement worker"
+                await asyncio.sleep(0.05)
+            assert pool.restarts == 1 and pool._slots[0].handle.pid != victim.pid
+            result = await pool.forward("asr", np.zeros((1, 8000), np.float32), {}, deadline())
+            assert isinstance(result.text, str)
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_close_drains_queued_work_then_stops_the_workers(tiny_models):
+    async def main():
+        pool, _ = await started(tiny_models, max_batch_wait=0.3)
+        handles = [s.handle for s in pool._slots]
+        pending = asyncio.create_task(pool.forward("kws", np.zeros((1, 16000), np.float32), {}, deadline()))
+        await asyncio.sleep(0.05)  # queued, waiting for company
+        await pool.close()
+        assert (await pending).shape == (1, 37)
+        assert not any(h.process.is_alive() for h in handles)
+        assert not pool.ready
+
+    run(main())
