@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from .basis import complex_powers, weighted_basis
-from .fftconv import fft_length, irfft_time, rfft_time
+from .fftconv import fft_contract, fft_length
 from .planner import TIME, ContractionPlan, TensorNetwork, enumerate_plans, plan_contraction
 
 __all__ = ["SSMLayer", "MODES", "SENSITIVE_PARAMETERS"]
@@ -70,6 +70,37 @@ def _spec(mode: str) -> _ModeSpec:
     readout = {"dws": ("E", "C"), "s5": ("C",), "neck": ("E", "C"), "full": ("E",), "group": ("E",)}[mode]
     dt_shape = {"dws": "i", "s5": "n", "neck": "k", "full": "gj", "group": "gj"}[mode]
     return _ModeSpec(network, state, dt_shape, drive, readout)
+
+
+def _result_indices(operand_indices: str, kept: str, output: str) -> str:
+    """Index order of a step's result: the network output's order first (so the last step needs no permute and
+    weight x signal steps are plain matmuls), then the others as they appear, time last."""
+    chosen = [c for c in dict.fromkeys(operand_indices) if c in kept and c != TIME]
+    chosen.sort(key=lambda c: output.index(c) if c in output else len(output))  # stable: ties keep appearance
+    return "".join(chosen) + (TIME if TIME in operand_indices else "")
+
+
+def _time_product(a_idx: str, b_idx: str, out: str, a: Tensor, b: Tensor) -> Tensor:
+    """A time-domain step. The common one, weight ``(free..., summed...)`` times signal
+    ``(prefix..., summed..., t)`` into ``(prefix..., free..., t)``, runs as one matmul broadcast over the
+    prefix, reading and writing the signal in its layout (``torch.einsum`` permutes it to ``(summed, prefix t)``
+    and the result back); anything else goes to ``torch.einsum``."""
+    if TIME in b_idx and TIME not in a_idx:
+        a_idx, b_idx, a, b = b_idx, a_idx, b, a
+    if TIME in a_idx and TIME not in b_idx:
+        summed = "".join(c for c in a_idx if c in b_idx and c not in out)
+        free = "".join(c for c in b_idx if c not in summed)
+        prefix = a_idx[: len(a_idx) - len(summed) - 1]
+        if summed and a_idx == prefix + summed + TIME and out == prefix + free + TIME and not set(prefix) & set(b_idx):
+            sizes = dict(zip(a_idx, a.shape)) | dict(zip(b_idx, b.shape))
+            count = lambda s: math.prod(sizes[c] for c in s)  # noqa: E731
+            weight = b.permute([b_idx.index(c) for c in free + summed]).reshape(count(free), count(summed))
+            signal = a.reshape(count(prefix), count(summed), a.shape[-1])
+            # bmm with the weight expanded (stride 0) over the prefix: under autograd, torch.matmul folds this
+            # into one (prefix t, summed) x (summed, free) product with transposing copies, 2-3x slower.
+            weight = weight.expand(signal.shape[0], *weight.shape)
+            return torch.bmm(weight, signal).view(*(sizes[c] for c in out))
+    return torch.einsum(f"{a_idx},{b_idx}->{out}", a, b)
 
 
 class SSMLayer(nn.Module):
@@ -192,14 +223,10 @@ class SSMLayer(nn.Module):
         for name, idx in zip(net.names, net.indices):
             tensor = u if name == "u" else None if name == "K" else self.weights[name]
             operands.append((name, tensor, idx))
-        n_fft = fft_length(length)
         for (x_pos, y_pos), step in zip(plan.path, plan.steps):
             a, b = operands[x_pos], operands[y_pos]
             rest = [o for p, o in enumerate(operands) if p not in (x_pos, y_pos)]
-            out_set = set(step.equation.split("->")[1])
-            out = "".join(c for c in dict.fromkeys(a[2] + b[2]) if c in out_set and c != TIME)
-            if TIME in a[2] or TIME in b[2]:
-                out += TIME
+            out = _result_indices(a[2] + b[2], step.equation.split("->")[1], net.output)
             if step.kind == "basis":
                 weight = b if a[0] == "K" else a
                 tensor = self._basis(weight[1], weight[2], out, decay, freq, dt, length)
@@ -208,11 +235,10 @@ class SSMLayer(nn.Module):
                 kernel = k_side[1]
                 if kernel is None:  # the raw basis, materialised on its own
                     kernel = self._basis(None, "", k_side[2], decay, freq, dt, length)
-                spec = f"{x_side[2]},{k_side[2]}->{out}"
-                prod = torch.einsum(spec, rfft_time(x_side[1], n_fft), rfft_time(kernel, n_fft))
-                tensor = irfft_time(prod, n_fft, length)
+                spec = ",".join(i.replace(TIME, "") for i in (x_side[2], k_side[2])) + "->" + out.replace(TIME, "")
+                tensor = fft_contract(spec, x_side[1], kernel, self.memory_limit)
             else:
-                tensor = torch.einsum(f"{a[2]},{b[2]}->{out}", a[1], b[1])
+                tensor = _time_product(a[2], b[2], out, a[1], b[1])
             operands = rest + [(a[0] + b[0], tensor, out)]
         name, tensor, idx = operands[0]
         return tensor.permute([idx.index(c) for c in net.output])
