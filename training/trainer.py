@@ -38,28 +38,55 @@ __all__ = ["train", "evaluate_model", "make_loader", "RUNS_DIR"]
 RUNS_DIR = Path("runs")
 
 
-class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, sharded over ranks, that can start mid-epoch (for resuming)."""
+class EpochBatches(Sampler[list[int]]):
+    """Batches of a seeded permutation per epoch, sharded over ranks, that can start mid-epoch (for resuming).
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+    With ``lengths``, each window of 32 batches is sorted by length before it is cut into batches (then the
+    batches are shuffled), so a batch pads to a similar length: measured here, padding a random ASR batch to its
+    longest utterance doubled the cost of a step.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 lengths: list[float] | None = None) -> None:
+        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
+        self.lengths = lengths
         self.epoch, self.start = 0, 0
 
-    def set_position(self, epoch: int, start: int) -> None:
-        self.epoch, self.start = epoch, start
+    def set_position(self, epoch: int, start_batch: int) -> None:
+        self.epoch, self.start = epoch, start_batch
+
+    def _batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.size, generator=generator)
+        shard = order[self.rank: self.size - self.size % self.world: self.world].tolist()
+        if self.lengths is not None:
+            window = 32 * self.batch_size
+            shard = [i for w in range(0, len(shard), window)
+                     for i in sorted(shard[w:w + window], key=lambda i: self.lengths[i])]
+        batches = [shard[b:b + self.batch_size] for b in range(0, len(shard) - self.batch_size + 1, self.batch_size)]
+        if self.lengths is not None:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
 
     def __len__(self) -> int:
-        return self.size // self.world - self.start
+        return len(self._batches()) - self.start
 
     def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        shard = order[self.rank: self.size - self.size % self.world: self.world]
-        return iter(shard[self.start:].tolist())
+        return iter(self._batches()[self.start:])
 
 
-def make_loader(dataset, batch_size: int, collate, workers: int, sampler=None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
-                      drop_last=sampler is not None, persistent_workers=False)
+def make_loader(dataset, batch_size: int, collate, workers: int, batches: EpochBatches | None = None) -> DataLoader:
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=workers)
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
+
+
+def dataset_lengths(dataset) -> list[float] | None:
+    """Utterance durations when the dataset's manifest has them (the synthetic ASR and denoise corpora)."""
+    rows = getattr(dataset, "rows", None)
+    if rows and all("seconds" in r for r in rows):
+        return [r["seconds"] for r in rows]
+    return None
 
 
 def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
@@ -143,7 +170,8 @@ def train(recipe: Recipe, run_dir: Path | None = None, device: str = "auto") -> 
         train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if dev.type == "cuda":
         train_model = torch.compile(train_model)
-    sampler = EpochSampler(len(data["train"]), recipe.seed, rank, world)
+    lengths = dataset_lengths(data["train"]) if recipe.task == "asr" else None
+    batches = EpochBatches(len(data["train"]), recipe.batch_size, recipe.seed, rank, world, lengths)
     is_main = rank == 0
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_main:
@@ -153,10 +181,10 @@ def train(recipe: Recipe, run_dir: Path | None = None, device: str = "auto") -> 
     model.train()
     started = time.perf_counter() - elapsed
     while step < recipe.steps:
-        sampler.set_position(epoch, position)
+        batches.set_position(epoch, position // recipe.batch_size)
         if hasattr(data["train"], "set_epoch"):
             data["train"].set_epoch(epoch)
-        loader = make_loader(data["train"], recipe.batch_size, spec.collate, recipe.num_workers, sampler)
+        loader = make_loader(data["train"], recipe.batch_size, spec.collate, recipe.num_workers, batches)
         for batch in loader:
             tick = time.perf_counter()
             batch = move_batch(batch, dev)
