@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from .basis import complex_powers, weighted_basis
-from .fftconv import fft_contract, fft_length
+from .fftconv import fft_contract, fft_length, irfft_time, rfft_time
 from .planner import TIME, ContractionPlan, TensorNetwork, enumerate_plans, plan_contraction
 
 __all__ = ["SSMLayer", "MODES", "SENSITIVE_PARAMETERS"]
@@ -285,7 +285,45 @@ class SSMLayer(nn.Module):
         drive = [self.weights[n].to(state.dtype) for n in spec.drive]
         eq = ",".join([u_idx, *(weight_idx[n] for n in spec.drive), f"{s}t"]) + f"->b{s}"
         new_state = lam_chunk * state + torch.einsum(eq, u, *drive, feed)
-        return self.forward(x) + y_free.to(x.dtype), new_state
+        return self._forced_response(x) + y_free.to(x.dtype), new_state
+
+    def _forced_response(self, x: Tensor) -> Tensor:
+        """``forward(x)`` for one chunk ``(B, C_in, T)``.
+
+        At inference the layer is a fixed filter bank: its impulse response ``(G, C_out/G, C_in/G, T)``, obtained
+        once per chunk length (and parameter version) by ``forward`` on unit impulses, is cached as a spectrum,
+        and a chunk costs one rfft, one small product and one irfft instead of a basis, kernel FFTs and einsums.
+        Used when that product is not dearer than the planned contraction.
+        """
+        batch, _, length = x.shape
+        if torch.is_grad_enabled():
+            return self.forward(x)
+        n_fft = fft_length(length)
+        g, i, j = self.groups, self.in_channels // self.groups, self.out_channels // self.groups
+        product_flops = 8 * batch * g * i * j * (n_fft // 2 + 1)
+        # A planned contraction is a few dozen small ops: ~2e7 FLOPs' worth of overhead on a CPU.
+        if product_flops > self.contraction_plan(batch, length).cost + 2e7:
+            return self.forward(x)
+        key = ("impulse", length, x.dtype, x.device, *(p._version for p in self.parameters()))
+        if key not in self._stream_cache:
+            impulses = torch.zeros(self.in_channels, self.in_channels, length, dtype=x.dtype, device=x.device)
+            impulses[:, :, 0] = torch.eye(self.in_channels, dtype=x.dtype, device=x.device)
+            response = self.forward(impulses)  # (C_in, C_out, T): output channel for a unit impulse on each input
+            if self.bias is not None:
+                response = response - self.bias[:, None].to(x.dtype)
+            # Keep each output group's own inputs: (g, i, g', j, T) on the diagonal g = g' -> (g, j, i, T).
+            response = response.reshape(g, i, g, j, length).diagonal(dim1=0, dim2=2).permute(3, 1, 0, 2)
+            self._remember(key, rfft_time(response, n_fft))
+        # Chunks are short: a broadcast product beats the transposes of a frequency-major bmm.
+        x_hat = rfft_time(x.reshape(batch, g, 1, i, length), n_fft)
+        spectrum = (x_hat * self._stream_cache[key]).sum(3)
+        y = irfft_time(spectrum, n_fft, length).reshape(batch, self.out_channels, length)
+        return y if self.bias is None else y + self.bias[:, None]
+
+    def _remember(self, key: tuple, value) -> None:
+        if len(self._stream_cache) > 16:  # a few chunk lengths in use at a time
+            self._stream_cache.clear()
+        self._stream_cache[key] = value
 
     def _stream_tables(self, length: int) -> tuple[Tensor, Tensor, Tensor]:
         """``lambda^T``, ``lambda^(t+1)`` and ``dt lambda^(T-1-t)`` for chunk length T (cached at inference)."""
@@ -300,7 +338,5 @@ class SSMLayer(nn.Module):
         feed = dt[..., None] * complex_powers(decay, freq, torch.arange(length - 1, -1, -1, device=device))
         tables = (lam_chunk, free, feed)
         if cacheable:
-            if len(self._stream_cache) > 8:  # a few chunk lengths in use at a time
-                self._stream_cache.clear()
-            self._stream_cache[key] = tables
+            self._remember(key, tables)
         return tables
