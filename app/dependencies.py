@@ -86,5 +86,6 @@ async def read_audio(file: UploadFile, form: AudioForm, settings: Settings) -> A
     return await asyncio.to_thread(decode, data, raw=form.raw_format(), max_seconds=settings.max_audio_seconds)
 
 
-def deadline_for(settings: Settings) -> float:
-    return time.monotonic() + settings.request_timeout_seconds
+def deadline_for(settings: Settings, audio_seconds: float = 0.0) -> float:
+    """The monotonic time by which a request on ``audio_seconds`` of audio must be answered."""
+    return time.monotonic() + settings.request_timeout_seconds + settings.timeout_per_audio_second * audio_seconds

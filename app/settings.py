@@ -50,18 +50,23 @@ class Settings(BaseSettings):
         "(then the default model of the endpoint's task is used).",
     )
     device: str = Field("auto", description='"auto" (every visible GPU, else the CPU), "cpu", "cuda" or "cuda:N".')
-    workers_per_device: int = Field(1, ge=1, le=64, description="Worker processes (or threads) per device.")
+    workers_per_device: int = Field(
+        0, ge=0, le=64, description="Worker processes (or threads) per device; 0 = one per core on the CPU, one per GPU.")
     worker_mode: Literal["process", "thread"] = Field(
         "process", description="process: crash isolation, respawn, no GIL contention with HTTP; thread: one process."
     )
-    torch_threads: int = Field(0, ge=0, description="Intra-op threads per CPU worker; 0 = cores / CPU workers.")
+    torch_threads: int = Field(0, ge=0, description="Intra-op threads per worker; 0 = 1 on the CPU (scale with "
+                               "workers instead), torch's default on a GPU.")
     warmup: bool = Field(True, description="Run every model once on silence before reporting ready.")
 
     max_batch_size: int = Field(8, ge=1, le=1024, description="Clips (or stream chunks) per model call.")
     max_batch_wait_ms: float = Field(10.0, ge=0, description="How long the first request of a batch waits for company.")
     queue_limit: int = Field(64, ge=1, description="Waiting model calls before new requests get 503 + Retry-After.")
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 503s.")
-    request_timeout_seconds: float = Field(120.0, gt=0, description="Deadline per request; 504 when it passes.")
+    request_timeout_seconds: float = Field(120.0, gt=0, description="Deadline per request (plus timeout_per_audio_second "
+                                           "for each second of audio); 504 when it passes.")
+    timeout_per_audio_second: float = Field(1.0, ge=0, description="Extra deadline per second of audio, so long "
+                                            "files are not cut off by a deadline sized for short ones.")
 
     max_upload_mb: float = Field(100.0, gt=0, description="Request body limit in MB (10^6 bytes); 413 above it.")
     max_audio_seconds: float = Field(

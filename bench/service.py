@@ -50,6 +50,29 @@ def clip(seconds: float, rate: int = 16000) -> bytes:
     return buffer.getvalue()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these local processes (Linux /proc); 0 for unknown pids."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+async def server_pids(client: httpx.AsyncClient, main_pid: int | None) -> list[int]:
+    """The server process and its worker processes (from /health/ready), when the server is local."""
+    if main_pid is None:
+        return []
+    try:
+        workers = (await client.get("/health/ready")).json().get("workers", [])
+    except (httpx.HTTPError, ValueError):
+        workers = []
+    return [main_pid] + [w["pid"] for w in workers if w.get("pid")]
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -66,7 +89,7 @@ async def probe(client: httpx.AsyncClient, stop: asyncio.Event, latencies: list[
 
 
 async def cell(client: httpx.AsyncClient, endpoint: str, concurrency: int, audio: bytes, audio_seconds: float,
-               seconds: float, max_requests: int) -> dict:
+               seconds: float, max_requests: int, main_pid: int | None = None) -> dict:
     path, fields = ENDPOINTS[endpoint]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -89,10 +112,14 @@ async def cell(client: httpx.AsyncClient, endpoint: str, concurrency: int, audio
                 latencies.append(time.perf_counter() - started)
 
     stop = asyncio.Event()
+    pids = await server_pids(client, main_pid)
+    cpu_before = cpu_seconds(pids)
     prober = asyncio.create_task(probe(client, stop, probe_latencies))
     started = time.perf_counter()
     await asyncio.gather(*(user() for _ in range(concurrency)))
     wall = time.perf_counter() - started
+    # CPU used by the server per request: unlike latency, barely moved by other load on the machine.
+    cpu = cpu_seconds(pids) - cpu_before if pids else float("nan")
     stop.set()
     await prober
     ok = len(latencies)
@@ -102,18 +129,19 @@ async def cell(client: httpx.AsyncClient, endpoint: str, concurrency: int, audio
         "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95), "p99_s": percentile(latencies, 99),
         "rtf_p50": percentile(latencies, 50) / audio_seconds, "rtf_p95": percentile(latencies, 95) / audio_seconds,
         "health_p50_ms": 1000 * percentile(probe_latencies, 50), "health_p99_ms": 1000 * percentile(probe_latencies, 99),
+        "server_cpu_ms_per_request": 1000 * cpu / ok if ok else float("nan"),
     }
 
 
 def print_table(rows: list[dict]) -> None:
     header = (f"{'endpoint':<11}{'conc':>5}{'ok/sent':>10}{'req/s':>8}{'audio s/s':>10}{'p50 s':>8}{'p95 s':>8}"
-              f"{'p99 s':>8}{'RTF p50':>9}{'live p99 ms':>12}")
+              f"{'p99 s':>8}{'RTF p50':>9}{'live p99 ms':>12}{'cpu ms/req':>11}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['endpoint']:<11}{r['concurrency']:>5}{r['ok']:>5}/{r['requests']:<4}{r['throughput_rps']:>8.2f}"
               f"{r['audio_seconds_per_second']:>10.2f}{r['p50_s']:>8.3f}{r['p95_s']:>8.3f}{r['p99_s']:>8.3f}"
-              f"{r['rtf_p50']:>9.3f}{r['health_p99_ms']:>12.1f}")
+              f"{r['rtf_p50']:>9.3f}{r['health_p99_ms']:>12.1f}{r['server_cpu_ms_per_request']:>11.0f}")
 
 
 def make_random_models(directory: Path) -> dict[str, str]:
@@ -152,7 +180,7 @@ def start_server(mode: str, models: dict[str, str] | None, workers: int) -> tupl
     raise SystemExit("server did not become ready within 180 s")
 
 
-async def run(args: argparse.Namespace, base: str) -> list[dict]:
+async def run(args: argparse.Namespace, base: str, main_pid: int | None) -> list[dict]:
     audio = clip(args.audio_seconds)
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
     limits = httpx.Limits(max_connections=max(args.concurrency) + 4)
@@ -161,7 +189,7 @@ async def run(args: argparse.Namespace, base: str) -> list[dict]:
         for endpoint in args.endpoints:
             for concurrency in args.concurrency:
                 row = await cell(client, endpoint, concurrency, audio, args.audio_seconds, args.seconds,
-                                 args.max_requests)
+                                 args.max_requests, main_pid)
                 rows.append(row)
                 print(f"# {endpoint} x{concurrency}: {row['ok']} ok, p50 {row['p50_s']:.3f} s", file=sys.stderr)
     return rows
@@ -179,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio-seconds", type=float, default=5.0, help="length of the test clip")
     parser.add_argument("--serve", choices=["process", "thread"], help="start a server in this worker mode")
     parser.add_argument("--workers", type=int, default=1, help="workers per device for --serve")
+    parser.add_argument("--server-pid", type=int, help="pid of a local server, to count its CPU per request")
     parser.add_argument("--random-models", type=Path, help="with --serve: build random small models here")
     args = parser.parse_args(argv)
     unknown = set(args.endpoints) - set(ENDPOINTS)
@@ -190,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         models = make_random_models(args.random_models) if args.random_models else None
         process, base = start_server(args.serve, models, args.workers)
     try:
-        rows = asyncio.run(run(args, base))
+        rows = asyncio.run(run(args, base, process.pid if process is not None else args.server_pid))
     finally:
         if process is not None:
             process.terminate()

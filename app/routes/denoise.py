@@ -38,7 +38,7 @@ async def denoise(
     started = time.perf_counter()
     model = resolve_model(engine, settings, form.model, "denoise")
     audio = await read_audio(file, form, settings)
-    clean = await engine.denoise(model, audio, deadline=deadline_for(settings))
+    clean = await engine.denoise(model, audio, deadline=deadline_for(settings, audio.duration))
     body = await asyncio.to_thread(encode, clean, audio.sample_rate, form.response_format)
     metrics.observe_audio("/denoise", audio.duration, time.perf_counter() - started)
     headers = {"X-Sample-Rate": str(audio.sample_rate), "X-Channels": "1", "X-Duration": f"{audio.duration:.6f}",

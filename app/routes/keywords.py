@@ -40,7 +40,7 @@ async def keywords(
         wanted = set(form.keywords)
     audio = await read_audio(file, form, settings)
     result = await engine.keywords(model, audio, hop=form.hop, threshold=form.threshold, keywords=wanted,
-                                   deadline=deadline_for(settings), max_rows=settings.max_batch_size)
+                                   deadline=deadline_for(settings, audio.duration), max_rows=settings.max_batch_size)
     metrics.observe_audio("/keywords", audio.duration, time.perf_counter() - started)
     return KeywordsOut(
         model=model,

@@ -45,7 +45,7 @@ async def create_transcription(
         raise InvalidParameter("stream=true is not supported yet; use the default", param="stream")
     model = resolve_model(engine, settings, form.model, "asr")
     audio = await read_audio(file, form, settings)
-    transcript = await engine.transcribe(model, audio, beam_search=False, deadline=deadline_for(settings))
+    transcript = await engine.transcribe(model, audio, beam_search=False, deadline=deadline_for(settings, audio.duration))
     metrics.observe_audio("/v1/audio/transcriptions", audio.duration, time.perf_counter() - started)
 
     fmt = form.response_format

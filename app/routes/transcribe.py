@@ -30,7 +30,7 @@ async def transcribe(
     model = resolve_model(engine, settings, form.model, "asr")
     denoiser = resolve_model(engine, settings, form.denoise_model, "denoise", "denoise_model") if form.denoise else None
     audio = await read_audio(file, form, settings)
-    transcript = await engine.transcribe(model, audio, beam_search=form.beam_search, deadline=deadline_for(settings),
+    transcript = await engine.transcribe(model, audio, beam_search=form.beam_search, deadline=deadline_for(settings, audio.duration),
                                          denoise_model=denoiser)
     metrics.observe_audio("/transcribe", audio.duration, time.perf_counter() - started)
     words = [WordOut(word=w.text, start=w.start, end=w.end, confidence=w.confidence) for w in transcript.words]

@@ -49,7 +49,8 @@ def build_tiny_models(directory: Path) -> dict[str, str]:
 
 
 def settings_for(models: dict[str, str], **overrides) -> Settings:
-    defaults = dict(models=models, worker_mode="process", max_batch_wait_ms=5, chunk_seconds=1.0, torch_threads=1)
+    defaults = dict(models=models, worker_mode="process", workers_per_device=1, max_batch_wait_ms=5, chunk_seconds=1.0,
+                    torch_threads=1)
     return Settings(**{**defaults, **overrides})
 
 

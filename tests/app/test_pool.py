@@ -23,7 +23,7 @@ def run(coro):
 
 async def started(models: dict[str, str], **config) -> tuple[Pool, list]:
     batches: list = []
-    pool = Pool(PoolConfig(models=models, **{"max_batch_wait": 0.005, "torch_threads": 1, **config}),
+    pool = Pool(PoolConfig(models=models, **{"max_batch_wait": 0.005, "workers_per_device": 1, **config}),
                 on_batch=lambda model, op, rows: batches.append((model, op, rows)))
     await pool.start()
     await pool.wait_ready(timeout=60)
@@ -44,6 +44,11 @@ def test_concurrent_requests_share_a_batch_and_results_match_single_calls(tiny_m
             alone = await pool.forward("denoise", clips[1][None], {}, deadline())
             # End padding to the longest clip never changes the shorter clip's output (causal network).
             assert together[1].shape == (5000,) and np.allclose(together[1], alone, atol=1e-5)
+            # Clips of very different lengths are not padded into one call.
+            batches.clear()
+            mixed = [np.zeros((1, n), np.float32) for n in (4000, 20000, 4500)]
+            await asyncio.gather(*(pool.forward("denoise", m, {}, deadline()) for m in mixed))
+            assert sorted(b[2] for b in batches) == [1, 2]
             windows = await pool.forward("kws", np.zeros((3, 16000), np.float32), {}, deadline())
             assert windows.shape == (3, 37) and np.allclose(windows.sum(1), 1, atol=1e-5)
         finally:

@@ -34,7 +34,7 @@ def server(tiny_models, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "CENTAURUS_MODELS": json.dumps(tiny_models), "CENTAURUS_PORT": str(port),
            "CENTAURUS_HOST": "127.0.0.1", "CENTAURUS_API_KEYS": "test-key", "CENTAURUS_TORCH_THREADS": "1",
-           "CENTAURUS_LOG_LEVEL": "warning", "CENTAURUS_MAX_BATCH_WAIT_MS": "5"}
+           "CENTAURUS_LOG_LEVEL": "warning", "CENTAURUS_WORKERS_PER_DEVICE": "1", "CENTAURUS_MAX_BATCH_WAIT_MS": "5"}
     log = tmp_path_factory.mktemp("server") / "server.log"
     cli = Path(sys.executable).with_name("centaurus-speech")
     command = [str(cli)] if cli.exists() else [sys.executable, "-m", "app.cli"]
