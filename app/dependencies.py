@@ -7,6 +7,7 @@ import hmac
 import time
 
 from fastapi import Depends, Request, UploadFile
+from pydantic import ValidationError
 
 from .audio import Audio, decode
 from .errors import InvalidParameter, NotFound, NotReady, Unauthorized
@@ -80,10 +81,22 @@ def resolve_model(engine: Engine, settings: Settings, requested: str | None, tas
     return name
 
 
-async def read_audio(file: UploadFile, form: AudioForm, settings: Settings) -> Audio:
-    """The upload decoded (in a thread: FFmpeg work must not stall the event loop)."""
+async def read_audio(file: UploadFile, form: AudioForm, settings: Settings, request: Request) -> Audio:
+    """The upload decoded (in a thread: FFmpeg work must not stall the event loop).
+
+    A raw-PCM description may also come in the query string (``?encoding=pcm_s16le&sample_rate=16000``),
+    which is handier with curl than extra form fields.
+    """
+    raw = form.raw_format()
+    if raw is None and "encoding" in request.query_params:
+        try:
+            raw = AudioForm.model_validate(dict(request.query_params)).raw_format()
+        except ValidationError as err:
+            problem = err.errors()[0]
+            raise InvalidParameter(f"{'.'.join(map(str, problem['loc'])) or 'query'}: {problem['msg']}",
+                                   param=".".join(map(str, problem["loc"])) or None) from None
     data = await file.read()
-    return await asyncio.to_thread(decode, data, raw=form.raw_format(), max_seconds=settings.max_audio_seconds)
+    return await asyncio.to_thread(decode, data, raw=raw, max_seconds=settings.max_audio_seconds)
 
 
 def deadline_for(settings: Settings, audio_seconds: float = 0.0) -> float:

@@ -58,7 +58,7 @@ class Runner:
         with torch.inference_mode():
             outputs = self.call(batch)
         results, start = [], 0
-        for (array, options), r in zip(items, rows):
+        for (_, options), r in zip(items, rows):
             count = r.shape[0]
             results.append(self.finish_rows(outputs[start:start + count], lengths[start:start + count], options))
             start += count

@@ -70,16 +70,10 @@ class Engine:
 
     async def transcribe(self, model: str, audio: Audio, *, beam_search: bool, deadline: float,
                          denoise_model: str | None = None) -> Transcript:
-        rate = self.rate(model)
-        wave = await self._at_rate(audio, rate)
         if denoise_model is not None:
-            if self.rate(denoise_model) != rate:
-                wave = await asyncio.to_thread(
-                    lambda: resample(torch.from_numpy(wave), rate, self.rate(denoise_model)).numpy())
-            wave = await self._run(denoise_model, wave, {}, deadline)
-            if self.rate(denoise_model) != rate:
-                wave = await asyncio.to_thread(
-                    lambda: resample(torch.from_numpy(wave), self.rate(denoise_model), rate).numpy())
+            clean = await self.denoise(denoise_model, audio, deadline=deadline)
+            audio = Audio(clean, audio.sample_rate, 1)
+        wave = await self._at_rate(audio, self.rate(model))
         return await self._run(model, wave, {"beam_search": beam_search}, deadline)
 
     async def denoise(self, model: str, audio: Audio, *, deadline: float) -> torch.Tensor:

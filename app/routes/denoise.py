@@ -10,7 +10,7 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
 from ..audio import OUTPUT_FORMATS, encode
 from ..dependencies import deadline_for, get_engine, get_metrics, get_settings, read_audio, require_api_key, resolve_model
@@ -29,6 +29,7 @@ _AUDIO_RESPONSE = {200: {"content": {m: {} for m in OUTPUT_FORMATS.values()}, "d
 @router.post("/v1/audio/denoise", response_class=Response, responses=_AUDIO_RESPONSE, include_in_schema=False)
 async def denoise(
     file: Annotated[UploadFile, File(description="Noisy audio in any common container, or raw PCM")],
+    request: Request,
     form: Annotated[DenoiseForm, Form()],
     settings: Settings = Depends(get_settings),
     engine: Engine = Depends(get_engine),
@@ -37,7 +38,7 @@ async def denoise(
     """Speech enhancement; mono output at the input's sample rate, sample for sample as long as the input."""
     started = time.perf_counter()
     model = resolve_model(engine, settings, form.model, "denoise")
-    audio = await read_audio(file, form, settings)
+    audio = await read_audio(file, form, settings, request)
     clean = await engine.denoise(model, audio, deadline=deadline_for(settings, audio.duration))
     body = await asyncio.to_thread(encode, clean, audio.sample_rate, form.response_format)
     metrics.observe_audio("/denoise", audio.duration, time.perf_counter() - started)

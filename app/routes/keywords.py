@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from ..dependencies import deadline_for, get_engine, get_metrics, get_settings, read_audio, require_api_key, resolve_model
 from ..errors import InvalidParameter
@@ -23,6 +23,7 @@ router = APIRouter(tags=["keywords"], dependencies=[Depends(require_api_key)], r
              include_in_schema=False)
 async def keywords(
     file: Annotated[UploadFile, File(description="Audio in any common container, or raw PCM")],
+    request: Request,
     form: Annotated[KeywordsForm, Form()],
     settings: Settings = Depends(get_settings),
     engine: Engine = Depends(get_engine),
@@ -38,7 +39,7 @@ async def keywords(
         if unknown:
             raise InvalidParameter(f"unknown keywords {unknown}; the model knows {sorted(labels)}", param="keywords[]")
         wanted = set(form.keywords)
-    audio = await read_audio(file, form, settings)
+    audio = await read_audio(file, form, settings, request)
     result = await engine.keywords(model, audio, hop=form.hop, threshold=form.threshold, keywords=wanted,
                                    deadline=deadline_for(settings, audio.duration), max_rows=settings.max_batch_size)
     metrics.observe_audio("/keywords", audio.duration, time.perf_counter() - started)

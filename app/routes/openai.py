@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 
 from .. import formats
@@ -34,6 +34,7 @@ router = APIRouter(prefix="/v1/audio", tags=["openai"], dependencies=[Depends(re
 )
 async def create_transcription(
     file: Annotated[UploadFile, File(description="Audio in any common container, or raw PCM (see encoding)")],
+    request: Request,
     form: Annotated[OpenAITranscriptionForm, Form()],
     settings: Settings = Depends(get_settings),
     engine: Engine = Depends(get_engine),
@@ -44,7 +45,7 @@ async def create_transcription(
     if form.stream:
         raise InvalidParameter("stream=true is not supported yet; use the default", param="stream")
     model = resolve_model(engine, settings, form.model, "asr")
-    audio = await read_audio(file, form, settings)
+    audio = await read_audio(file, form, settings, request)
     transcript = await engine.transcribe(model, audio, beam_search=False, deadline=deadline_for(settings, audio.duration))
     metrics.observe_audio("/v1/audio/transcriptions", audio.duration, time.perf_counter() - started)
 

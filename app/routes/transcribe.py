@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from ..dependencies import deadline_for, get_engine, get_metrics, get_settings, read_audio, require_api_key, resolve_model
 from ..metrics import Metrics
@@ -20,6 +20,7 @@ router = APIRouter(tags=["transcription"], dependencies=[Depends(require_api_key
 @router.post("/transcribe", response_model=TranscriptionOut, response_model_exclude_none=True)
 async def transcribe(
     file: Annotated[UploadFile, File(description="Audio in any common container, or raw PCM (see encoding)")],
+    request: Request,
     form: Annotated[TranscribeForm, Form()],
     settings: Settings = Depends(get_settings),
     engine: Engine = Depends(get_engine),
@@ -29,7 +30,7 @@ async def transcribe(
     started = time.perf_counter()
     model = resolve_model(engine, settings, form.model, "asr")
     denoiser = resolve_model(engine, settings, form.denoise_model, "denoise", "denoise_model") if form.denoise else None
-    audio = await read_audio(file, form, settings)
+    audio = await read_audio(file, form, settings, request)
     transcript = await engine.transcribe(model, audio, beam_search=form.beam_search, deadline=deadline_for(settings, audio.duration),
                                          denoise_model=denoiser)
     metrics.observe_audio("/transcribe", audio.duration, time.perf_counter() - started)

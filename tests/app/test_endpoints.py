@@ -85,6 +85,10 @@ def test_raw_pcm_upload(client):
                     data={"encoding": "pcm_s16le", "sample_rate": "8000", "channels": "1"})
     assert r.status_code == 200, r.text
     assert r.json()["duration"] == pytest.approx(0.5)
+    by_query = client.post("/transcribe?encoding=pcm_s16le&sample_rate=8000", files=upload(pcm, "clip.pcm"))
+    assert by_query.status_code == 200 and by_query.json()["text"] == r.json()["text"]
+    bad_query = client.post("/transcribe?encoding=pcm_s16le", files=upload(pcm))
+    assert bad_query.status_code == 422 and "sample_rate" in bad_query.json()["error"]["message"]
     missing_rate = client.post("/transcribe", files=upload(pcm), data={"encoding": "pcm_s16le"})
     assert missing_rate.status_code == 422 and "sample_rate" in missing_rate.json()["error"]["message"]
 
