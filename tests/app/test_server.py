@@ -20,7 +20,6 @@ import httpx
 import pytest
 from service_testkit import signal, wav_bytes
 
-openai = pytest.importorskip("openai")
 
 
 def free_port() -> int:
@@ -58,6 +57,7 @@ def server(tiny_models, tmp_path_factory):
 
 
 def test_the_openai_client_works_unchanged(server):
+    openai = pytest.importorskip("openai")  # a test dependency; the other server tests run without it
     base, _ = server
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="test-key")
     audio = ("clip.wav", wav_bytes(signal(1.2), 16000), "audio/wav")
