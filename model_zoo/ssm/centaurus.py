@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .basis import complex_powers, weighted_basis
+from .basis import basis_convolution, complex_powers, weighted_basis
 from .fftconv import fft_contract, fft_length, irfft_time, rfft_time
 from .planner import TIME, ContractionPlan, TensorNetwork, enumerate_plans, plan_contraction
 
@@ -101,6 +101,39 @@ def _time_product(a_idx: str, b_idx: str, out: str, a: Tensor, b: Tensor) -> Ten
             weight = weight.expand(signal.shape[0], *weight.shape)
             return torch.bmm(weight, signal).view(*(sizes[c] for c in out))
     return torch.einsum(f"{a_idx},{b_idx}->{out}", a, b)
+
+
+@dataclass
+class _LazyBasis:
+    """A weighted basis not yet evaluated: ``kernel[r, t] = sum_s weight[r, s] exp(t decay) cos(t freq)``, rows
+    ``r`` flattened from ``shape``. A scan step uses it as it is; any other step materialises it."""
+
+    weight: Tensor  # (R, S)
+    decay: Tensor  # (R, S)
+    freq: Tensor  # (R, S)
+    shape: tuple[int, ...]  # the kernel's index sizes without t, prod = R
+    length: int
+
+    def materialise(self) -> Tensor:
+        """``(*shape, L)``."""
+        return weighted_basis(self.weight, self.decay, self.freq, self.length).reshape(*self.shape, self.length)
+
+
+def _materialised(value: Tensor | _LazyBasis) -> Tensor:
+    return value.materialise() if isinstance(value, _LazyBasis) else value
+
+
+def _scan_product(x_idx: str, k_idx: str, out: str, x: Tensor, kernel: _LazyBasis) -> Tensor:
+    """The convolution step by chunked scan: every index of the kernel is one of the input's, which the
+    kernel is broadcast over. The input is arranged ``(other indices, kernel indices, t)`` for
+    :func:`basis_convolution`, then the result put in ``out`` order."""
+    order = "".join(c for c in x_idx if c not in k_idx) + k_idx
+    sizes = dict(zip(x_idx, x.shape))
+    rows = math.prod(kernel.shape)
+    arranged = x.permute([x_idx.index(c) for c in order]).reshape(-1, rows, kernel.length)
+    y = basis_convolution(arranged, kernel.weight, kernel.decay, kernel.freq)
+    y = y.reshape(*(sizes[c] for c in order))
+    return y.permute([order.index(c) for c in out])
 
 
 class SSMLayer(nn.Module):
@@ -219,7 +252,7 @@ class SSMLayer(nn.Module):
     def _contract(self, u: Tensor, plan: ContractionPlan, length: int) -> Tensor:
         net = self.spec.network
         decay, freq, dt = self.discretised()
-        operands: list[tuple[str, Tensor | None, str]] = []
+        operands: list[tuple[str, Tensor | _LazyBasis | None, str]] = []
         for name, idx in zip(net.names, net.indices):
             tensor = u if name == "u" else None if name == "K" else self.weights[name]
             operands.append((name, tensor, idx))
@@ -230,15 +263,18 @@ class SSMLayer(nn.Module):
             if step.kind == "basis":
                 weight = b if a[0] == "K" else a
                 tensor = self._basis(weight[1], weight[2], out, decay, freq, dt, length)
-            elif step.kind == "fft":
+            elif step.kind in ("fft", "scan"):
                 x_side, k_side = (a, b) if "u" in a[0] else (b, a)
                 kernel = k_side[1]
-                if kernel is None:  # the raw basis, materialised on its own
+                if kernel is None:  # the raw basis: one term per row, weighted by dt
                     kernel = self._basis(None, "", k_side[2], decay, freq, dt, length)
-                spec = ",".join(i.replace(TIME, "") for i in (x_side[2], k_side[2])) + "->" + out.replace(TIME, "")
-                tensor = fft_contract(spec, x_side[1], kernel, self.memory_limit)
+                if step.kind == "scan":
+                    tensor = _scan_product(x_side[2], k_side[2], out, x_side[1], kernel)
+                else:
+                    spec = ",".join(i.replace(TIME, "") for i in (x_side[2], k_side[2])) + "->" + out.replace(TIME, "")
+                    tensor = fft_contract(spec, x_side[1], _materialised(kernel), self.memory_limit)
             else:
-                tensor = _time_product(a[2], b[2], out, a[1], b[1])
+                tensor = _time_product(a[2], b[2], out, _materialised(a[1]), _materialised(b[1]))
             operands = rest + [(a[0] + b[0], tensor, out)]
         name, tensor, idx = operands[0]
         return tensor.permute([idx.index(c) for c in net.output])
@@ -246,8 +282,8 @@ class SSMLayer(nn.Module):
     def _basis(
         self, weight: Tensor | None, weight_idx: str, out: str, decay: Tensor, freq: Tensor, dt: Tensor,
         length: int,
-    ) -> Tensor:
-        """``sum (weight * dt * Re(lambda^t))`` over the indices not in ``out``; ``out`` ends with t."""
+    ) -> _LazyBasis:
+        """``sum (weight * dt * Re(lambda^t))`` over the indices not in ``out`` (which ends with t), lazily."""
         state = self.spec.state
         kept = out.replace(TIME, "")
         full = kept + "".join(c for c in dict.fromkeys(weight_idx + state) if c not in kept)
@@ -256,7 +292,7 @@ class SSMLayer(nn.Module):
         if weight is not None:
             w = w * self._aligned(weight, weight_idx, full)
         decay, freq = (self._aligned(p, state, full).reshape(rows, -1) for p in (decay, freq))
-        return weighted_basis(w.reshape(rows, -1), decay, freq, length).reshape(*self._shape(kept), length)
+        return _LazyBasis(w.reshape(rows, -1), decay, freq, self._shape(kept), length)
 
     # ---- streaming ---------------------------------------------------------------------------------------------
     def init_state(self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
