@@ -52,12 +52,23 @@ def _power_tables(decay: Tensor, freq: Tensor, length: int) -> tuple[Tensor, Ten
     return outer, inner, block, n_blocks
 
 
-def _blocked_sum(values: Tensor, outer: Tensor, inner: Tensor, block: int, n_blocks: int) -> Tensor:
-    """``sum_t values[r, t] lambda[r, s]^t`` for real ``values (R, L)``: complex ``(R, S)``."""
+def _blocked_sums(values: Tensor, decay: Tensor, freq: Tensor, outer: Tensor, block: int, n_blocks: int):
+    """``sum_t v[r, t] lambda[r, s]^t`` and ``sum_t v[r, t] t lambda[r, s]^t`` for real ``v (R, L)``: complex
+    ``(R, S)`` each. With ``t = qT + p``: ``sum_q lambda^(qT) (V_q + qT V_q)`` etc., where ``V_q`` and ``V'_q``
+    (the sums over p of ``v lambda^p`` and ``v p lambda^p``) come from one real matmul of the blocks of v with
+    ``[Re, Im] x [lambda^p, p lambda^p]``."""
     rows, length = values.shape
+    states = decay.shape[-1]
     padded = torch.nn.functional.pad(values, (0, n_blocks * block - length)).view(rows, n_blocks, block)
-    per_block = torch.bmm(padded.to(inner.dtype), inner.transpose(1, 2))  # (R, Q, S)
-    return (per_block * outer.transpose(1, 2)).sum(1)
+    p = torch.arange(block, device=values.device)
+    inner = complex_powers(decay, freq, p)  # (R, S, T)
+    table = torch.cat([inner, p * inner], 1)  # (R, 2S, T)
+    sums = torch.bmm(padded, torch.cat([table.real, table.imag], 1).transpose(1, 2))  # (R, Q, 4S)
+    sums = torch.complex(sums[..., : 2 * states], sums[..., 2 * states:])  # (R, Q, 2S)
+    plain, weighted = sums[..., :states], sums[..., states:]
+    q_t = (torch.arange(n_blocks, device=values.device) * block).to(values.dtype)[None, :, None]
+    outer = outer.transpose(1, 2)  # (R, Q, S): lambda^(qT)
+    return (plain * outer).sum(1), ((q_t * plain + weighted) * outer).sum(1)
 
 
 class _WeightedBasis(torch.autograd.Function):
@@ -77,10 +88,9 @@ class _WeightedBasis(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         weight, decay, freq = ctx.saved_tensors
         length = ctx.length
-        outer, inner, block, n_blocks = _power_tables(decay, freq, length)
-        t = torch.arange(length, dtype=grad.dtype, device=grad.device)
-        s0 = _blocked_sum(grad, outer, inner, block, n_blocks)
-        s1 = _blocked_sum(grad * t, outer, inner, block, n_blocks)
+        block, n_blocks = _blocks(length)
+        outer = complex_powers(decay, freq, torch.arange(n_blocks, device=grad.device) * block)
+        s0, s1 = _blocked_sums(grad, decay, freq, outer, block, n_blocks)
         return s0.real, weight * s1.real, -weight * s1.imag, None
 
 

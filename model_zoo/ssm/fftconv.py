@@ -194,7 +194,12 @@ class _FFTContract(torch.autograd.Function):
             g_hat = _frequency_major(g_hat)
 
         def back(eq: str, other: Tensor, dtype: torch.dtype) -> Tensor:
-            spec = spectral_einsum(eq, g_hat, other.conj(), frequency_major=matmul)
+            # einsum(g, conj(other)) = conj(einsum(conj(g), other)): conjugate whichever side is smaller
+            # (a matmul with a conjugated operand copies it first; the full layer's kernel spectrum is 0.5 GB).
+            if matmul and other.numel() > g_hat.numel():
+                spec = spectral_einsum(eq, g_hat.conj(), other, frequency_major=True).conj()
+            else:
+                spec = spectral_einsum(eq, g_hat, other.conj(), frequency_major=matmul)
             return irfft_time(_frequency_last(spec) if matmul else spec, n_fft, length).to(dtype)
 
         grad_x = back(f"{io},{ib}->{ia}", k_hat, x_dtype) if ctx.needs_input_grad[0] else None
