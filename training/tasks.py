@@ -1,7 +1,8 @@
 """Per-task pieces of training: datasets, batching, loss and held-out evaluation.
 
-Losses: cross-entropy (KWS); L1 on the waveform plus a multi-resolution log-STFT magnitude L1 (denoising: the
-waveform term keeps phase and level, the spectral term what PESQ hears); CTC (ASR).
+Losses: cross-entropy (KWS); negative SI-SNR plus a multi-resolution log-STFT magnitude L1 (denoising: SI-SNR is
+the score and keeps phase, the spectral term is what PESQ hears; a first run with waveform L1 instead of SI-SNR
+did not improve SI-SNR at all in 500 steps); CTC (ASR).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
 from model_zoo.nets.ctc import greedy_decode
 from model_zoo.vocab import ASR_VOCAB
@@ -93,14 +95,17 @@ def spectral_loss(estimate: Tensor, target: Tensor) -> Tensor:
     for n_fft, hop in _STFT_SIZES:
         window = torch.hann_window(n_fft, device=estimate.device)
         spec = lambda x: torch.stft(x.float(), n_fft, hop, window=window, return_complex=True).abs()  # noqa: E731
-        total = total + F.l1_loss(torch.log(spec(estimate) + 1e-5), torch.log(spec(target) + 1e-5))
+        # 1e-3 floor: below it (silence, -60 dB) the log would make inaudible errors dominate.
+        total = total + F.l1_loss(torch.log(spec(estimate) + 1e-3), torch.log(spec(target) + 1e-3))
     return total / len(_STFT_SIZES)
 
 
 def denoise_loss(model: nn.Module, batch) -> Tensor:
+    """Negative SI-SNR (what the denoiser is scored on, and level-free) plus the spectral term."""
     noisy, _, clean = batch
     estimate = model(noisy)
-    return F.l1_loss(estimate, clean) * 10 + spectral_loss(estimate, clean)
+    si_snr = scale_invariant_signal_noise_ratio(estimate.float(), clean.float())
+    return -si_snr.mean() / 10 + spectral_loss(estimate, clean)
 
 
 def asr_loss(model: nn.Module, batch) -> Tensor:

@@ -17,13 +17,12 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torchaudio
 from torch import Tensor, nn
 
 from ..vocab import ASR_VOCAB
-from .blocks import ChannelNorm, Downsample, LayerSpec, Pointwise, SSMStage, StreamingSequential
+from .blocks import HOP, WINDOW, ChannelNorm, Downsample, LayerSpec, LogMel, Pointwise, SSMStage, StreamingSequential
 
-__all__ = ["ASRConfig", "ASRNet", "ASR_SIZES", "LogMel"]
+__all__ = ["ASRConfig", "ASRNet", "ASR_SIZES"]
 
 
 @dataclass
@@ -59,36 +58,6 @@ ASR_SIZES: dict[str, ASRConfig] = {
     "paper": ASRConfig(frontend="waveform", subsample=2, width=768, depth=10, dropout=0.1,
                        waveform_channels=(64, 128, 256, 512)),
 }
-
-WINDOW, HOP = 400, 160
-
-
-class LogMel(nn.Module):
-    """``(B, L)`` -> ``(B, n_mels, 1 + (L - 400) // 160)`` log-mel frames; frame f covers samples
-    ``[160 f, 160 f + 400)``. Streaming keeps the samples of frames not yet complete."""
-
-    def __init__(self, n_mels: int, sample_rate: int) -> None:
-        super().__init__()
-        self.out_channels = n_mels
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=WINDOW, win_length=WINDOW, hop_length=HOP, n_mels=n_mels, center=False
-        )
-
-    def forward(self, waveform: Tensor) -> Tensor:
-        if waveform.shape[-1] < WINDOW:
-            return waveform.new_zeros(waveform.shape[0], self.out_channels, 0)
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
-            return torch.log(self.mel(waveform.float()) + 1e-6).to(waveform.dtype)
-
-    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
-        return torch.zeros(batch_size, 0, device=device, dtype=dtype)
-
-    def step(self, waveform: Tensor, pending: Tensor) -> tuple[Tensor, Tensor]:
-        """Chunk ``(B, T)`` -> the frames it completes ``(B, n_mels, F)`` and the samples still needed."""
-        buffered = torch.cat([pending.to(waveform.dtype), waveform], dim=-1)
-        frames = self(buffered)
-        return frames, buffered[:, frames.shape[-1] * HOP:]
-
 
 class ResidualSSMBlock(nn.Module):
     """``x + SiLU(SSM(norm(x)))`` then ``x + FFN(norm(x))``: ``(B, D, L) -> (B, D, L)``."""

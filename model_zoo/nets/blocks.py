@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torchaudio
 from torch import Tensor, nn
 
 from ..ssm import build_layer
 
 __all__ = [
-    "LayerSpec", "ChannelNorm", "Pointwise", "Downsample", "Upsample", "StreamingSequential", "SSMStage", "step_module",
+    "LayerSpec", "LogMel", "WINDOW", "HOP", "ChannelNorm", "Pointwise", "Downsample", "Upsample", "StreamingSequential", "SSMStage", "step_module",
 ]
 
 
@@ -159,3 +160,33 @@ class SSMStage(StreamingSequential):
         if dropout > 0:
             layers.append(nn.Dropout1d(dropout))
         super().__init__(*layers)
+
+
+WINDOW, HOP = 400, 160
+
+
+class LogMel(nn.Module):
+    """``(B, L)`` -> ``(B, n_mels, 1 + (L - 400) // 160)`` log-mel frames; frame f covers samples
+    ``[160 f, 160 f + 400)``. Streaming keeps the samples of frames not yet complete."""
+
+    def __init__(self, n_mels: int, sample_rate: int) -> None:
+        super().__init__()
+        self.out_channels = n_mels
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=WINDOW, win_length=WINDOW, hop_length=HOP, n_mels=n_mels, center=False
+        )
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        if waveform.shape[-1] < WINDOW:
+            return waveform.new_zeros(waveform.shape[0], self.out_channels, 0)
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            return torch.log(self.mel(waveform.float()) + 1e-6).to(waveform.dtype)
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
+        return torch.zeros(batch_size, 0, device=device, dtype=dtype)
+
+    def step(self, waveform: Tensor, pending: Tensor) -> tuple[Tensor, Tensor]:
+        """Chunk ``(B, T)`` -> the frames it completes ``(B, n_mels, F)`` and the samples still needed."""
+        buffered = torch.cat([pending.to(waveform.dtype), waveform], dim=-1)
+        frames = self(buffered)
+        return frames, buffered[:, frames.shape[-1] * HOP:]

@@ -15,7 +15,7 @@ from model_zoo.nets.kws import KWSConfig, KWSNet
 
 # Parameter counts of the named sizes, printed by `python -m model_zoo.summary`; a change here is deliberate.
 EXPECTED_PARAMETERS = {
-    ("kws", "small"): 68_621,
+    ("kws", "small"): 71_405,
     ("kws", "paper"): 145_477,
     ("denoise", "small"): 141_138,
     ("denoise", "paper"): 709_874,
@@ -33,12 +33,12 @@ def test_asr_paper_size_is_about_30m():
     assert 25e6 < parameter_count(build_network("asr", "paper")) < 40e6
 
 
-def tiny_kws(kind: str = "centaurus") -> KWSNet:
+def tiny_kws(kind: str = "centaurus", frontend: str = "waveform") -> KWSNet:
     specs = (LayerSpec(kind, mode="full", state_dim=4), LayerSpec(kind, mode="neck", state_dim=4, blocks=2),
              LayerSpec(kind, mode="s5", state_dim=4, blocks=2))
     if kind != "centaurus":
         specs = tuple(LayerSpec(kind, state_dim=4) for _ in range(3))
-    return KWSNet(KWSConfig(channels=(4, 8, 8), layers=specs, factors=(4, 2, 2)))
+    return KWSNet(KWSConfig(channels=(4, 8, 8), layers=specs, factors=(4, 2, 2), frontend=frontend, n_mels=8))
 
 
 def tiny_denoise(kind: str = "centaurus") -> DenoiseNet:
@@ -91,6 +91,14 @@ def test_streaming_equals_whole_clip(task, kind, dtype, tol):
             assert rel_err(got, want) < tol
 
 
+def test_kws_mel_frontend_streams_exactly():
+    torch.manual_seed(0)
+    model = tiny_kws(frontend="mel").double().eval()
+    x = torch.randn(1, 8000, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(stream(model, x, random.Random(2)), model.forward_frames(x)) < 1e-9
+
+
 def test_waveform_frontend_streams_exactly():
     torch.manual_seed(0)
     model = tiny_asr(frontend="waveform").double().eval()
@@ -118,6 +126,8 @@ def test_kws_output_and_running_mean():
     assert logits.shape == (3, 37)
     frames = model.forward_frames(x)
     assert frames.shape == (3, 37, 16000 // model.frame_length)
+    mel = tiny_kws(frontend="mel").eval()
+    assert mel.forward_frames(x).shape == (3, 37, (1 + (16000 - 400) // 160) // 16)
     assert torch.allclose(frames[..., -1], logits, atol=1e-5)
 
 
