@@ -31,9 +31,11 @@ def complex_powers(decay: Tensor, freq: Tensor, exponents: Tensor) -> Tensor:
     """``lambda^m`` for ``lambda = exp(decay + i freq)``: ``(...)`` and ``(M,)`` -> complex ``(..., M)``."""
     m = exponents.to(decay.dtype)
     exact = torch.remainder(freq.detach().to(torch.float64)[..., None] * exponents.to(torch.float64), 2 * math.pi)
-    raw = freq[..., None] * m
-    # The value is the phase reduced in float64; the gradient is that of freq * m.
-    phase = exact.to(decay.dtype) + (raw - raw.detach())
+    phase = exact.to(decay.dtype)
+    if torch.is_grad_enabled() and freq.requires_grad:
+        # The value is the phase reduced in float64; the gradient is that of freq * m.
+        raw = freq[..., None] * m
+        phase = phase + (raw - raw.detach())
     return torch.polar(torch.exp(decay[..., None] * m), phase)
 
 
@@ -73,38 +75,48 @@ def _blocked_sums(values: Tensor, decay: Tensor, freq: Tensor, outer: Tensor, bl
 
 class _WeightedBasis(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, weight: Tensor, decay: Tensor, freq: Tensor, length: int) -> Tensor:
+    def forward(ctx, weight: Tensor, decay: Tensor, freq: Tensor, length: int, padded: int) -> Tensor:
         outer, inner, block, n_blocks = _power_tables(decay, freq, length)
         left = weight[:, None, :] * outer.transpose(1, 2)  # (R, Q, S) complex
-        # Re(x y) = Re x Re y - Im x Im y, as one real matmul over 2S.
-        lhs = torch.cat([left.real, -left.imag], dim=2)
-        rhs = torch.cat([inner.real, inner.imag], dim=1)
-        out = torch.bmm(lhs, rhs).reshape(weight.shape[0], -1)[:, :length]
+        # Re(x y) = Re x Re y - Im x Im y, as one real matmul over 2S (pairs Re, Im as torch.view_as_real lays
+        # them out, so no concatenation is needed).
+        lhs = torch.view_as_real(left.conj().resolve_conj()).flatten(2)  # (R, Q, 2S): Re, -Im per state
+        rhs = torch.view_as_real(inner.transpose(1, 2)).flatten(2).transpose(1, 2)  # (R, 2S, T): Re, Im
+        rows = weight.shape[0]
+        # Written straight into the zero-padded buffer the FFT wants (bmm takes the strided output in place).
+        out = weight.new_empty(rows, max(padded, n_blocks * block))
+        torch.bmm(lhs, rhs, out=out[:, : n_blocks * block].view(rows, n_blocks, block))
+        out[:, length:] = 0
         ctx.save_for_backward(weight, decay, freq)
         ctx.length = length
-        return out
+        return out[:, :padded]
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         weight, decay, freq = ctx.saved_tensors
         length = ctx.length
+        grad = grad[:, :length]  # the padding is constant
         block, n_blocks = _blocks(length)
         outer = complex_powers(decay, freq, torch.arange(n_blocks, device=grad.device) * block)
         s0, s1 = _blocked_sums(grad, decay, freq, outer, block, n_blocks)
-        return s0.real, weight * s1.real, -weight * s1.imag, None
+        return s0.real, weight * s1.real, -weight * s1.imag, None, None
 
 
-def weighted_basis(weight: Tensor, decay: Tensor, freq: Tensor, length: int) -> Tensor:
+def weighted_basis(weight: Tensor, decay: Tensor, freq: Tensor, length: int, padded: int | None = None) -> Tensor:
     """``out[r, t] = sum_s weight[r, s] exp(t decay[r, s]) cos(t freq[r, s])``.
 
     Args:
         weight, decay, freq: ``(R, S)`` real tensors, broadcastable (``decay = Re(dt A)``, ``freq = Im(dt A)``).
         length: number of time steps L.
+        padded: return ``(R, padded)`` with zeros after L (an FFT's input, without a padding copy).
     Returns:
-        ``(R, L)``.
+        ``(R, L)`` or ``(R, padded)``.
     """
     weight, decay, freq = torch.broadcast_tensors(weight, decay, freq)
-    return _WeightedBasis.apply(weight.contiguous(), decay.contiguous(), freq.contiguous(), length)
+    padded = length if padded is None else padded
+    if padded < length:
+        raise ValueError(f"padded={padded} is shorter than length={length}")
+    return _WeightedBasis.apply(weight.contiguous(), decay.contiguous(), freq.contiguous(), length, padded)
 
 
 # ---- convolution with a weighted basis, by chunked scan ---------------------------------------------------------

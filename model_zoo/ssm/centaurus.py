@@ -114,9 +114,10 @@ class _LazyBasis:
     shape: tuple[int, ...]  # the kernel's index sizes without t, prod = R
     length: int
 
-    def materialise(self) -> Tensor:
-        """``(*shape, L)``."""
-        return weighted_basis(self.weight, self.decay, self.freq, self.length).reshape(*self.shape, self.length)
+    def materialise(self, padded: int | None = None) -> Tensor:
+        """``(*shape, L)``, or ``(*shape, padded)`` with zeros after L."""
+        kernel = weighted_basis(self.weight, self.decay, self.freq, self.length, padded)
+        return kernel.reshape(*self.shape, kernel.shape[-1])
 
 
 def _materialised(value: Tensor | _LazyBasis) -> Tensor:
@@ -272,7 +273,9 @@ class SSMLayer(nn.Module):
                     tensor = _scan_product(x_side[2], k_side[2], out, x_side[1], kernel)
                 else:
                     spec = ",".join(i.replace(TIME, "") for i in (x_side[2], k_side[2])) + "->" + out.replace(TIME, "")
-                    tensor = fft_contract(spec, x_side[1], _materialised(kernel), self.memory_limit)
+                    # A lazy kernel is built zero-padded to the FFT length: no padding copy before the FFT.
+                    kernel = kernel.materialise(fft_length(length)) if isinstance(kernel, _LazyBasis) else kernel
+                    tensor = fft_contract(spec, x_side[1], kernel, self.memory_limit)
             else:
                 tensor = _time_product(a[2], b[2], out, _materialised(a[1]), _materialised(b[1]))
             operands = rest + [(a[0] + b[0], tensor, out)]

@@ -176,13 +176,13 @@ class _FFTContract(torch.autograd.Function):
         y = irfft_time(y_hat, n_fft, length)
         keep = spectra_budget is None or 2 * (x_hat.numel() + k_hat.numel()) <= spectra_budget
         ctx.save_for_backward(*((x_hat, k_hat) if keep else (x, k)))
-        ctx.setup = (equation, n_fft, length, matmul, keep, x.dtype, k.dtype)
+        ctx.setup = (equation, n_fft, length, k.shape[-1], matmul, keep, x.dtype, k.dtype)
         return y.to(torch.promote_types(x.dtype, k.dtype))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
-        equation, n_fft, length, matmul, keep, x_dtype, k_dtype = ctx.setup
+        equation, n_fft, length, k_length, matmul, keep, x_dtype, k_dtype = ctx.setup
         ia, ib, io = _parse(equation)
         x_hat, k_hat = ctx.saved_tensors
         if not keep:
@@ -193,17 +193,17 @@ class _FFTContract(torch.autograd.Function):
         if matmul:
             g_hat = _frequency_major(g_hat)
 
-        def back(eq: str, other: Tensor, dtype: torch.dtype) -> Tensor:
+        def back(eq: str, other: Tensor, dtype: torch.dtype, out_length: int = length) -> Tensor:
             # einsum(g, conj(other)) = conj(einsum(conj(g), other)): conjugate whichever side is smaller
             # (a matmul with a conjugated operand copies it first; the full layer's kernel spectrum is 0.5 GB).
             if matmul and other.numel() > g_hat.numel():
                 spec = spectral_einsum(eq, g_hat.conj(), other, frequency_major=True).conj()
             else:
                 spec = spectral_einsum(eq, g_hat, other.conj(), frequency_major=matmul)
-            return irfft_time(_frequency_last(spec) if matmul else spec, n_fft, length).to(dtype)
+            return irfft_time(_frequency_last(spec) if matmul else spec, n_fft, out_length).to(dtype)
 
         grad_x = back(f"{io},{ib}->{ia}", k_hat, x_dtype) if ctx.needs_input_grad[0] else None
-        grad_k = back(f"{io},{ia}->{ib}", x_hat, k_dtype) if ctx.needs_input_grad[1] else None
+        grad_k = back(f"{io},{ia}->{ib}", x_hat, k_dtype, k_length) if ctx.needs_input_grad[1] else None
         return grad_x, grad_k, None, None, None
 
 
@@ -214,7 +214,8 @@ def fft_contract(equation: str, x: Tensor, k: Tensor, spectra_budget: int | None
         equation: einsum over the non-time axes, e.g. ``"bgi,gji->bgj"`` for ``x (b, g, i, L)``,
             ``k (g, j, i, L)`` and a result ``(b, g, j, L)``. Every index of an operand must be in the other
             operand or in the result.
-        x, k: real, same length L on the last axis.
+        x, k: real, length L on the last axis; ``k`` may also come zero-padded to ``fft_length(L)`` (its
+            gradient then has that length too).
         spectra_budget: keep the complex spectra for backward when they have at most this many real elements;
             otherwise keep ``x`` and ``k`` and recompute their FFTs. ``None``: always keep them.
     Returns:
@@ -224,6 +225,6 @@ def fft_contract(equation: str, x: Tensor, k: Tensor, spectra_budget: int | None
     for own, other in ((ia, ib), (ib, ia)):
         if set(own) - set(other) - set(io):
             raise ValueError(f"{equation}: an index of one operand is in neither the other nor the result")
-    if x.shape[-1] != k.shape[-1]:
-        raise ValueError(f"x and k differ in length: {x.shape[-1]} and {k.shape[-1]}")
+    if k.shape[-1] not in (x.shape[-1], fft_length(x.shape[-1])):
+        raise ValueError(f"k has length {k.shape[-1]}: expected {x.shape[-1]} (or padded, {fft_length(x.shape[-1])})")
     return _FFTContract.apply(x, k, equation, fft_length(x.shape[-1]), spectra_budget)
