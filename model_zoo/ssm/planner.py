@@ -96,6 +96,7 @@ class Step:
     flops: float
     materialise_basis: bool = False
     fft_flops: float = 0.0  # FLOPs of the FFTs themselves (counted FFT_FLOP_WEIGHT times in ``flops``)
+    other_flops: float = 0.0  # FLOPs of everything else (products, scan, basis), unweighted
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,13 @@ class ContractionPlan:
 
     @property
     def fft_flops(self) -> float:
-        """FLOPs of the plan's FFTs (``cost - FFT_FLOP_WEIGHT * fft_flops`` is everything else)."""
+        """FLOPs of the plan's FFTs."""
         return sum(s.fft_flops for s in self.steps)
+
+    @property
+    def other_flops(self) -> float:
+        """FLOPs of the plan's products, scans and basis evaluation (no weights, no memory traffic)."""
+        return sum(s.other_flops for s in self.steps)
 
     def describe(self) -> str:
         lines = [f"cost {self.cost:.3e} FLOPs, largest intermediate {self.peak_elements:,} elements"]
@@ -150,6 +156,7 @@ class _StepCost:
     result: _Operand
     materialise: bool = False
     fft: float = 0.0
+    other: float | None = None  # unweighted non-FFT FLOPs (default: ``cost``)
 
 
 def _step_cost(a: _Operand, b: _Operand, out: str, sizes: dict[str, int], n_fft: int) -> _StepCost:
@@ -163,14 +170,15 @@ def _step_cost(a: _Operand, b: _Operand, out: str, sizes: dict[str, int], n_fft:
         freq_sizes[TIME] = n_fft // 2 + 1
         transforms = fft_flops(rows_of(a.indices) + rows_of(b.indices) + rows_of(out), n_fft)
         traffic = (rows_of(a.indices) + rows_of(b.indices) + rows_of(out)) * freq_sizes[TIME]
-        fft_cost = (FFT_FLOP_WEIGHT * transforms + 4 * flop_count(union, inner, 2, freq_sizes)
-                    + COMPLEX_ELEMENT_FLOPS * traffic + k.pending)
+        product = 4 * flop_count(union, inner, 2, freq_sizes) + k.pending
+        fft_cost = FFT_FLOP_WEIGHT * transforms + COMPLEX_ELEMENT_FLOPS * traffic + product
         elementwise = set(k.indices) <= set(x.indices) and set(out) == set(x.indices)
         if k.terms and elementwise:
             scan_cost = scan_flops(rows_of(x.indices), sizes[TIME], k.terms)
             if scan_cost < fft_cost:
-                return _StepCost("scan", scan_cost, merged)
-        return _StepCost("fft", fft_cost, merged, k.raw_basis, transforms)
+                overhead = -(-sizes[TIME] // scan_block(k.terms)) * SCAN_STEP_FLOPS
+                return _StepCost("scan", scan_cost, merged, other=scan_cost - overhead)
+        return _StepCost("fft", fft_cost, merged, k.raw_basis, transforms, product)
     if a.raw_basis or b.raw_basis:  # weight x raw basis, summed over the terms not kept: stays lazy
         terms = compute_size_by_dict("".join(set(union) - set(out)), sizes)
         rows, length = rows_of(out), sizes[TIME]
@@ -201,7 +209,8 @@ def enumerate_plans(network: TensorNetwork, sizes: dict[str, int], n_fft: int) -
                 keep = set(network.output).union(*(set(o.indices) for o in rest))
                 out = "".join(c for c in dict.fromkeys(a.indices + b.indices) if c in keep)
                 c = _step_cost(a, b, out, sizes, n_fft)
-                step = Step((x, y), f"{a.indices},{b.indices}->{out}", c.kind, c.cost, c.materialise, c.fft)
+                other = c.cost if c.other is None else c.other
+                step = Step((x, y), f"{a.indices},{b.indices}->{out}", c.kind, c.cost, c.materialise, c.fft, other)
                 size = compute_size_by_dict(out, sizes)
                 recurse(rest + [c.result], path + [(x, y)], steps + [step], cost + c.cost, max(peak, size))
 
