@@ -34,7 +34,7 @@ class ASRConfig:
     waveform_factors: tuple[int, ...] = (4, 4, 4, 5)  # product: samples per output frame
     width: int = 160
     depth: int = 6
-    layer: LayerSpec = field(default_factory=lambda: LayerSpec(mode="dws", state_dim=16))
+    layer: LayerSpec = field(default_factory=lambda: LayerSpec(mode="dws", state_dim=16, dt_min=1e-2, dt_max=1.0))
     ffn_multiplier: int = 2
     dropout: float = 0.0
     vocab: tuple[str, ...] = ASR_VOCAB
@@ -55,7 +55,7 @@ ASR_SIZES: dict[str, ASRConfig] = {
     "small": ASRConfig(),
     "tiny": ASRConfig(width=64, depth=2, n_mels=40),
     # About 30M parameters like the paper's recognizer, with its purely state-space front end.
-    "paper": ASRConfig(frontend="waveform", subsample=2, width=768, depth=10, dropout=0.1,
+    "paper": ASRConfig(frontend="waveform", subsample=2, width=768, depth=10, dropout=0.1, layer=LayerSpec(),
                        waveform_channels=(64, 128, 256, 512)),
 }
 

@@ -29,7 +29,8 @@ class KWSConfig:
 
     channels: tuple[int, ...] = (64, 96, 128)
     layers: tuple[LayerSpec, ...] = field(default_factory=lambda: (
-        LayerSpec(mode="dws"), LayerSpec(mode="neck", blocks=16), LayerSpec(mode="s5", blocks=4),
+        LayerSpec(mode="dws", dt_min=1e-2, dt_max=1.0), LayerSpec(mode="neck", blocks=16, dt_min=1e-2, dt_max=1.0),
+        LayerSpec(mode="s5", blocks=4, dt_min=1e-2, dt_max=1.0),
     ))
     factors: tuple[int, ...] = (2, 2, 1)
     frontend: str = "mel"
