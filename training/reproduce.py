@@ -87,7 +87,7 @@ def write_model_card(path: Path, card: dict) -> None:
 {scores}
 
 - Reproduction tolerance (absolute): `{json.dumps(card.get('tolerance', {}))}`.
-""")
+""" + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
 
 
 def reproduce(name: str, ship: bool = False, device: str = "auto", overrides: Recipe | None = None) -> int:
