@@ -55,7 +55,7 @@ _COMMON_SYNTH = dict(data="synthetic", num_workers=1, threads=1)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # ---- shipped checkpoints, embedded corpus, CPU ----
-    Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=3000, batch_size=32, lr=5e-3,
+    Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=5000, batch_size=32, lr=5e-3,
            weight_decay=0.05, warmup_fraction=0.03, eval_every=1000, tolerance={"accuracy": 0.02},
            **_COMMON_SYNTH),
     Recipe(name="denoise-synthetic", task="denoise", data_root="data/corpus/denoise", steps=800, batch_size=8,

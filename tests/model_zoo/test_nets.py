@@ -48,7 +48,7 @@ def tiny_denoise(kind: str = "centaurus") -> DenoiseNet:
 
 def tiny_asr(kind: str = "centaurus", frontend: str = "mel") -> ASRNet:
     return ASRNet(ASRConfig(frontend=frontend, n_mels=16, width=16, depth=2, layer=LayerSpec(kind, state_dim=4),
-                            waveform_channels=(4, 4, 8, 8)))
+                            waveform_channels=(4, 4, 8, 8), subsample=2 if frontend == "waveform" else 3))
 
 
 def stream(model, x: torch.Tensor, rng: random.Random, sizes=(1, 3, 64, 160, 333, 1000)) -> torch.Tensor:
