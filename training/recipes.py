@@ -67,7 +67,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            tolerance={"wer": 0.03, "cer": 0.02}, **_COMMON_SYNTH),
     # ---- CI smoke runs: a few steps on a tiny corpus ----
     Recipe(name="kws-smoke", task="kws", data_root="data/corpus-tiny/kws", steps=4, batch_size=4, eval_every=4,
-           checkpoint_every=2, corpus_size="tiny", architecture={"channels": [4, 8, 8, 8]}, **_COMMON_SYNTH),
+           checkpoint_every=2, corpus_size="tiny", architecture={"channels": [4, 8, 8]}, **_COMMON_SYNTH),
     Recipe(name="denoise-smoke", task="denoise", data_root="data/corpus-tiny/denoise", steps=4, batch_size=2,
            eval_every=4, checkpoint_every=2, segment_seconds=0.5, corpus_size="tiny", eval_batches=2,
            architecture={"channels": [4, 8, 8, 8]}, **_COMMON_SYNTH),

@@ -140,7 +140,9 @@ def test_denoiser_keeps_length_and_is_causal_within_its_latency():
     x2[:, 500:] += 1
     block = model.block_length
     cut = 500 - 500 % block  # outputs of earlier blocks cannot see sample 500
-    assert torch.allclose(model(x2)[:, :cut], y[:, :cut], atol=1e-6)
+    # FFT convolution rounding spreads ~1e-7 relative error over the whole clip, hence not exact equality.
+    assert torch.allclose(model(x2)[:, :cut], y[:, :cut], atol=1e-5)
+    assert not torch.allclose(model(x2)[:, cut + block:], y[:, cut + block:], atol=1e-3)
     assert model.algorithmic_latency == block - 1
 
 
