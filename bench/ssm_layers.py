@@ -239,16 +239,18 @@ def _signature(plan) -> frozenset:
     return frozenset(step(s) for s in plan.steps)
 
 
-def measure_plans(mode: str, warmup: int, repeats: int, max_ratio: float) -> dict:
+def measure_plans(mode: str, warmup: int, repeats: int, max_ratio: float, budget_s: float) -> dict:
     """Forward (no_grad) time of every distinct order whose estimate is within ``max_ratio`` of the chosen one
-    and whose largest intermediate fits the layer's memory limit."""
+    and whose largest intermediate fits the layer's memory limit, cheapest estimate first, for at most
+    ``budget_s`` seconds (the chosen order always runs)."""
     layer, x = make_layer(mode), make_input(mode, requires_grad=False)
     chosen = layer.contraction_plan(BATCH, LENGTH)
     groups: dict[frozenset, list] = {}
     for plan in layer.candidate_plans(BATCH, LENGTH):
         groups.setdefault(_signature(plan), []).append(plan)
     rows = []
-    for plans in groups.values():
+    started = time.perf_counter()
+    for plans in sorted(groups.values(), key=lambda ps: min(p.cost for p in ps)):
         plan = chosen if chosen in plans else min(plans, key=lambda p: p.cost)
         row = {
             "steps": " ; ".join(f"{s.kind}:{s.equation}" for s in plan.steps),
@@ -260,6 +262,8 @@ def measure_plans(mode: str, warmup: int, repeats: int, max_ratio: float) -> dic
             row["skipped"] = f"largest intermediate {plan.peak_elements * 4 / 2**30:.1f} GB > memory limit"
         elif plan is not chosen and plan.cost > max_ratio * chosen.cost:
             row["skipped"] = f"estimated {plan.cost / chosen.cost:.0f}x the chosen order"
+        elif plan is not chosen and time.perf_counter() - started > budget_s:
+            row["skipped"] = f"time budget of {budget_s:.0f} s for this layer used"
         else:
             row["fwd"] = summary(timed(lambda: run_step(layer, x, "fwd_nograd", plan), warmup, repeats))
         rows.append(row)
@@ -453,7 +457,8 @@ def main() -> None:
             layer_report[f"ratio_{kind}"] = None if t is None else e[kind]["median_ms"] / t
         layer_report["memory"] = {kind: in_subprocess(["memory", mode, kind], 600) for kind in ("fwd", "fwdbwd")}
         layer_report["floor"] = floor_ms(mode, report["rates"])
-        layer_report["plans"] = measure_plans(mode, 1, 1 if slow else (2 if quick else 3), 5.0 if quick else 25.0)
+        layer_report["plans"] = measure_plans(mode, 1, 1 if slow else (2 if quick else 3), 5.0 if quick else 10.0,
+                                              20.0 if quick else 60.0)
         if do_compile:
             if compile_spent > args.compile_budget:
                 layer_report["compile"] = {"ok": False, "skipped": True,

@@ -15,6 +15,11 @@ which uses the closed forms (``g`` the incoming gradient, ``dt A = a + i w``):
 
 Phases ``m w`` are reduced modulo 2 pi in float64 before the cosine, so float32 kernels stay accurate at
 large ``t``.
+
+:func:`basis_convolution` convolves a signal with such a kernel without evaluating the kernel at all: it runs
+the recurrence ``h[t] = lambda h[t-1] + x[t]``, ``y = Re sum W h`` in chunks (a Toeplitz product inside each
+chunk, the complex state carried between chunks), and its backward uses the same closed forms, summed against
+the chunk states. It replaces the basis + FFT convolution when a kernel has few terms (see ``planner.py``).
 """
 
 from __future__ import annotations

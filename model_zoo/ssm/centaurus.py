@@ -23,8 +23,16 @@ channel (full, group) or per state block (s5, neck); "simplified ZOH" (``lambda 
 mode has an optional output bias like ``nn.Conv1d``.
 
 The order of contraction is chosen per (batch, length) by :mod:`model_zoo.ssm.planner` and cached;
-``contraction_plan(batch, length)`` shows it. Streaming (``init_state``/``step``) carries the complex state
-and is exact: concatenated chunk outputs equal ``forward`` on the whole clip.
+``contraction_plan(batch, length)`` shows it. The step that joins the input with the basis is a causal
+convolution, run either by FFT (:func:`~model_zoo.ssm.fftconv.fft_contract`, which also sums over input
+channels for full and group) or, when the kernel is still a short weighted basis and the step is elementwise
+over channels (dws, s5, neck), by the chunked state-space scan of
+:func:`~model_zoo.ssm.basis.basis_convolution`: matrix products only, several times faster per FLOP on a CPU.
+Basis steps stay lazy (:class:`_LazyBasis`) until a step needs the kernel in the time domain.
+
+Streaming (``init_state``/``step``) carries the complex state and is exact: concatenated chunk outputs equal
+``forward`` on the whole clip. At inference a chunk's own response comes from the layer's impulse response,
+cached as a spectrum per chunk length.
 """
 
 from __future__ import annotations
