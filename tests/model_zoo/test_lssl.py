@@ -11,30 +11,9 @@ import torch
 
 from model_zoo.ssm._legs import krylov_kernel
 from model_zoo.ssm.lssl import LSSLLayer
+from ssm_testkit import chunked, grads, legs, one_thread, random_split, rel  # noqa: F401 (one_thread is a fixture)
 
 B, C_IN, C_OUT, N, L = 2, 3, 4, 8, 50
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: thread start-up and contention would cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def legs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """HiPPO-LegS for x' = A x + B u, entry by entry from the formula."""
-    a = torch.zeros(n, n, dtype=torch.float64)
-    for i in range(n):
-        for k in range(n):
-            if i > k:
-                a[i, k] = -math.sqrt(2 * i + 1) * math.sqrt(2 * k + 1)
-            elif i == k:
-                a[i, k] = -(i + 1)
-    b = torch.tensor([math.sqrt(2 * i + 1) for i in range(n)], dtype=torch.float64)
-    return a, b
 
 
 def recurrence(layer: LSSLLayer, x: torch.Tensor) -> torch.Tensor:
@@ -58,34 +37,6 @@ def recurrence(layer: LSSLLayer, x: torch.Tensor) -> torch.Tensor:
     y = torch.stack(ys, dim=-1)
     out = torch.einsum("oh,bht->bot", layer.mixer.weight[:, :, 0], y)
     return out if layer.mixer.bias is None else out + layer.mixer.bias[:, None]
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
-
-
-def grads(layer: torch.nn.Module, fn, x: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
-    layer.zero_grad()
-    x = x.clone().requires_grad_(True)
-    (fn(x) * g).sum().backward()
-    return [x.grad] + [p.grad.clone() for p in layer.parameters()]
-
-
-def chunked(layer, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    state, outs, start = layer.init_state(x.shape[0]), [], 0
-    for size in sizes:
-        y, state = layer.step(x[..., start : start + size], state)
-        outs.append(y)
-        start += size
-    assert start == x.shape[-1]
-    return torch.cat(outs, dim=-1)
-
-
-def random_split(length: int, rng: random.Random, max_chunk: int) -> list[int]:
-    sizes = []
-    while sum(sizes) < length:
-        sizes.append(min(rng.randint(1, max_chunk), length - sum(sizes)))
-    return sizes
 
 
 @pytest.mark.parametrize("learn_a", [False, True])
