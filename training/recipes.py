@@ -55,15 +55,15 @@ _COMMON_SYNTH = dict(data="synthetic", num_workers=1, threads=1)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # ---- shipped checkpoints, embedded corpus, CPU ----
-    Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=5000, batch_size=32, lr=5e-3,
-           weight_decay=0.05, warmup_fraction=0.03, eval_every=1000, tolerance={"accuracy": 0.02},
+    Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=30000, batch_size=32, lr=5e-3,
+           weight_decay=0.05, warmup_fraction=0.03, eval_every=5000, tolerance={"accuracy": 0.02},
            **_COMMON_SYNTH),
     Recipe(name="denoise-synthetic", task="denoise", data_root="data/corpus/denoise", steps=800, batch_size=8,
            lr=2e-3, weight_decay=0.0, warmup_fraction=0.05, segment_seconds=1.0, eval_every=200, eval_batches=8,
            tolerance={"si_snr_improvement": 1.0, "pesq_improvement": 0.15}, corpus_size="1500,100,150",
            **_COMMON_SYNTH),
-    Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", steps=1200, batch_size=16, lr=3e-3,
-           weight_decay=0.01, warmup_fraction=0.03, eval_every=300, eval_batches=8, corpus_size="8000,200,300",
+    Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", steps=6000, batch_size=16, lr=3e-3,
+           weight_decay=0.01, warmup_fraction=0.03, eval_every=1000, eval_batches=8, corpus_size="8000,200,300",
            tolerance={"wer": 0.03, "cer": 0.02}, **_COMMON_SYNTH),
     # ---- CI smoke runs: a few steps on a tiny corpus ----
     Recipe(name="kws-smoke", task="kws", data_root="data/corpus-tiny/kws", steps=4, batch_size=4, eval_every=4,
