@@ -293,7 +293,7 @@ class Pool:
         session = Session(self, slot, model, uuid.uuid4().hex)
         slot.sessions.add(session.id)
         try:
-            await self._submit("open", model, (session.id, options), 1, deadline, slot)
+            session.info = await self._submit("open", model, (session.id, options), 1, deadline, slot)
         except BaseException:
             slot.sessions.discard(session.id)
             raise
@@ -398,6 +398,7 @@ class Session:
         self.pool, self.slot, self.model, self.id = pool, slot, model, session_id
         self._lock = asyncio.Lock()
         self.closed = False
+        self.info: dict[str, int] = {}  # from the worker: quantum (samples per output frame), latency (samples)
 
     def _check_alive(self) -> None:
         if not self.slot.handle.alive:
@@ -407,6 +408,12 @@ class Session:
         async with self._lock:
             self._check_alive()
             return await self.pool._submit("step", self.model, (self.id, chunk), 1, deadline, self.slot)
+
+    async def segment(self, deadline: float) -> Any:
+        """The result of the audio since the last segment (a final transcript); the stream goes on."""
+        async with self._lock:
+            self._check_alive()
+            return await self.pool._submit("segment", self.model, self.id, 1, deadline, self.slot)
 
     async def finish(self, deadline: float) -> Any:
         async with self._lock:

@@ -28,12 +28,23 @@ __all__ = ["Runner", "AsrRunner", "DenoiseRunner", "KwsRunner", "Session", "make
 
 @dataclass
 class Session:
-    """One caller's stream inside a worker: the model state and whatever the final answer needs."""
+    """One caller's stream inside a worker: the model state and whatever the final answer needs.
+
+    ``options["live"]`` marks a websocket stream: each step returns its own results (denoised audio, a partial
+    transcript, window scores) instead of keeping everything for the end, so a live stream's memory stays
+    bounded however long it runs. Long uploads leave it unset and collect the whole result at ``finish``.
+    """
 
     options: dict[str, Any]
     state: Any
     outputs: list[np.ndarray] = field(default_factory=list)
     samples: int = 0
+    emitted: int = 0  # output samples already returned (live denoising)
+    segment_start: int = 0  # first output frame of the current segment (live transcription)
+
+    @property
+    def live(self) -> bool:
+        return bool(self.options.get("live"))
 
 
 class Runner:
@@ -73,6 +84,20 @@ class Runner:
     # ---- sessions ---------------------------------------------------------------------------------------------
     def open(self, options: dict) -> Session:
         return Session(options=options, state=self.model.init_state(1, device=self.device))
+
+    @property
+    def stream_quantum(self) -> int:
+        """Samples per output frame: sessions that always step multiples of it keep states of equal shapes
+        (partly filled frames are part of the state), so they can share one batched call."""
+        return 1
+
+    def stream_info(self) -> dict[str, int]:
+        """What a live client is told when its session opens."""
+        return {"quantum": self.stream_quantum, "latency": int(self.model.algorithmic_latency)}
+
+    def segment(self, session: Session) -> Any:
+        """End of a segment (``input.flush``): the result so far; the stream itself goes on unchanged."""
+        return None
 
     def step(self, sessions: list[Session], chunks: list[np.ndarray]) -> list[Any]:
         """Advance every session by its chunk ``(T,)``; sessions with equal chunk length and state signature
@@ -127,9 +152,37 @@ class AsrRunner(Runner):
         frames = self.model.output_lengths(torch.tensor(lengths))
         return self.decode(outputs[0, :, : int(frames[0])].cpu(), options)
 
+    @property
+    def stream_quantum(self) -> int:
+        return int(round(self.model.frame_seconds * int(self.card["sample_rate"])))
+
+    def _segment_logits(self, session: Session) -> torch.Tensor:
+        if not session.outputs:
+            return torch.zeros(len(self.vocab), 0)
+        if len(session.outputs) > 1:  # keep one array, so each partial does not concatenate the segment again
+            session.outputs[:] = [np.concatenate(session.outputs, axis=-1)]
+        return torch.from_numpy(session.outputs[0])
+
+    def _segment_options(self, session: Session) -> dict:
+        return {**session.options, "offset": session.segment_start * self.model.frame_seconds}
+
+    def on_step(self, session: Session, output: torch.Tensor) -> Transcript | None:
+        super().on_step(session, output)
+        if not (session.live and session.options.get("interim_results", True)) or output.shape[-1] == 0:
+            return None
+        # Partials are greedy whatever the final decoder: cheap, and stable enough to show while speaking.
+        return greedy_decode(self._segment_logits(session), self.model.frame_seconds, vocab=self.vocab,
+                             offset=session.segment_start * self.model.frame_seconds)
+
+    def segment(self, session: Session) -> Transcript:
+        logits = self._segment_logits(session)
+        transcript = self.decode(logits, self._segment_options(session))
+        session.segment_start += logits.shape[-1]
+        session.outputs.clear()
+        return transcript
+
     def finish(self, session: Session) -> Transcript:
-        logits = np.concatenate(session.outputs, axis=-1) if session.outputs else np.zeros((len(self.vocab), 0))
-        return self.decode(torch.from_numpy(logits), session.options)
+        return self.segment(session)
 
 
 class DenoiseRunner(Runner):
@@ -142,24 +195,89 @@ class DenoiseRunner(Runner):
     def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> np.ndarray:
         return outputs[0, : lengths[0]].float().cpu().numpy()
 
+    @property
+    def stream_quantum(self) -> int:
+        return int(self.model.block_length)
+
+    def on_step(self, session: Session, output: torch.Tensor) -> np.ndarray | None:
+        if not session.live:
+            return super().on_step(session, output)
+        audio = output.float().cpu().numpy()
+        session.emitted += len(audio)
+        return audio
+
     def finish(self, session: Session) -> np.ndarray:
+        """Whole output (long uploads) or, for a live stream, the rest: as many samples in total as went in."""
         with torch.inference_mode():
             tail, session.state = self.model.flush(session.state)
         parts = session.outputs + [tail[0].float().cpu().numpy()]
-        return np.concatenate(parts)[: session.samples]
+        return np.concatenate(parts)[: session.samples - session.emitted]
+
+
+@dataclass
+class KeywordStream:
+    """A live keyword session: the last window of audio, and where the next window starts.
+
+    The classifier was trained on one-second clips, so a stream is scored exactly as ``POST /keywords`` scores a
+    file: windows of ``window`` samples every ``hop`` samples. The state is the audio of the current window.
+    """
+
+    window: int
+    hop: int
+    history: np.ndarray  # the last ``window`` samples (fewer at the start)
+    samples: int = 0  # samples received so far
+    next_start: int = 0  # first sample of the next window to score
+    last_start: int | None = None  # first sample of the last window scored
 
 
 class KwsRunner(Runner):
-    """Keyword classifier: every row (a window) -> class probabilities ``(rows, classes)``."""
+    """Keyword classifier: every row (a window) -> class probabilities ``(rows, classes)``.
+
+    Live sessions keep the window's audio and score every complete window; the windows of all sessions stepped
+    together go through the network as one batch.
+    """
 
     def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> np.ndarray:
         return outputs.float().softmax(dim=-1).cpu().numpy()
 
-    def finish(self, session: Session) -> np.ndarray:
-        # The running-mean logits of the last frame classify everything heard.
-        if not session.outputs or session.outputs[-1].shape[-1] == 0:
-            return np.zeros(len(self.card["labels"]), np.float32)
-        return torch.from_numpy(session.outputs[-1][:, -1]).softmax(dim=-1).numpy()
+    def open(self, options: dict) -> KeywordStream:
+        rate = int(self.card["sample_rate"])
+        hop = max(1, int(round(float(options.get("hop", 0.25)) * rate)))
+        return KeywordStream(window=rate, hop=hop, history=np.zeros(0, np.float32))
+
+    def step(self, sessions: list[KeywordStream], chunks: list[np.ndarray]) -> list[list[tuple[int, np.ndarray]]]:
+        """Each session's newly complete windows as ``[(start sample, probabilities)]``."""
+        windows: list[tuple[int, int, np.ndarray]] = []  # (session index, start, audio)
+        for i, (stream, chunk) in enumerate(zip(sessions, chunks)):
+            stream.history = np.concatenate([stream.history, np.asarray(chunk, np.float32)])
+            stream.samples += len(chunk)
+            while stream.next_start + stream.window <= stream.samples:
+                offset = stream.next_start - (stream.samples - len(stream.history))
+                windows.append((i, stream.next_start, stream.history[offset:offset + stream.window]))
+                stream.last_start = stream.next_start
+                stream.next_start += stream.hop
+            stream.history = stream.history[-stream.window:]
+        return self._score(len(sessions), windows)
+
+    def finish(self, stream: KeywordStream) -> list[tuple[int, np.ndarray]]:
+        """The windows ``POST /keywords`` adds at the end: a short clip padded to one window, or the last
+        window of the clip when the hops stopped short of its end."""
+        if stream.last_start is None:
+            tail = [(0, np.pad(stream.history, (0, stream.window - len(stream.history))))] if stream.samples else []
+        elif stream.last_start + stream.window < stream.samples:
+            tail = [(stream.samples - stream.window, stream.history[-stream.window:])]
+        else:
+            tail = []
+        return self._score(1, [(0, start, audio) for start, audio in tail])[0]
+
+    def _score(self, count: int, windows: list[tuple[int, int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
+        results: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(count)]
+        if not windows:
+            return results
+        probs = self.forward([(np.stack([audio for _, _, audio in windows]), {})])[0]
+        for (i, start, _), p in zip(windows, probs):
+            results[i].append((start, p))
+        return results
 
 
 def make_runner(model: nn.Module, device: torch.device) -> Runner:

@@ -18,17 +18,10 @@ import torch
 from model_zoo.nets.ctc import Transcript
 
 from .audio import Audio, resample
+from .detections import Detection, DetectionRuns
 from .pool import Pool
 
 __all__ = ["Engine", "KeywordResult", "Detection"]
-
-
-@dataclass(frozen=True)
-class Detection:
-    keyword: str
-    start: float
-    end: float
-    score: float
 
 
 @dataclass(frozen=True)
@@ -87,11 +80,8 @@ class Engine:
 
     async def keywords(self, model: str, audio: Audio, *, hop: float, threshold: float,
                        keywords: set[str] | None, deadline: float, max_rows: int) -> KeywordResult:
-        """Slide a one-second window (the classifier's training length) by ``hop`` seconds over the clip.
-
-        A detection is a run of consecutive windows whose best class is the same keyword with a score at
-        least ``threshold``; it spans those windows and scores their maximum.
-        """
+        """Slide a one-second window (the classifier's training length) by ``hop`` seconds over the clip;
+        detections as :class:`app.detections.DetectionRuns` defines them."""
         rate = self.rate(model)
         labels: list[str] = list(self.cards[model]["labels"])
         wave = await self._at_rate(audio, rate)
@@ -107,25 +97,8 @@ class Engine:
             rows = np.stack([wave[s:s + window] for s in starts[first:first + max_rows]])
             probs.append(await self.pool.forward(model, rows, {}, deadline))
         table = np.concatenate(probs)
-        candidates = [i for i, label in enumerate(labels) if not label.startswith("_")
-                      and (keywords is None or label in keywords)]
-        detections: list[Detection] = []
-        open_run: list[Any] | None = None  # [label, start, end, score]
-        for start, p in zip(starts, table):
-            best = max(candidates, key=lambda i: p[i]) if candidates else None
-            hit = best is not None and p[best] >= threshold and int(np.argmax(p)) == best
-            t0, t1 = start / rate, min(start + window, length) / rate
-            if hit and open_run is not None and open_run[0] == labels[best] and t0 <= open_run[2]:
-                open_run[2], open_run[3] = t1, max(open_run[3], float(p[best]))
-                continue
-            if open_run is not None:
-                detections.append(Detection(open_run[0], round(open_run[1], 3), round(open_run[2], 3),
-                                            round(open_run[3], 4)))
-                open_run = None
-            if hit:
-                open_run = [labels[best], t0, t1, float(p[best])]
-        if open_run is not None:
-            detections.append(Detection(open_run[0], round(open_run[1], 3), round(open_run[2], 3), round(open_run[3], 4)))
+        runs = DetectionRuns(labels, rate=rate, window=window, threshold=threshold, keywords=keywords)
+        detections = [d for start, p in zip(starts, table) for d in runs.push(start, p, length)] + runs.close()
         scores = None
         if length <= 1.5 * window:  # about one second: the ranked classes of the whole clip are meaningful
             mean = table.mean(axis=0)

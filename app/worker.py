@@ -6,7 +6,8 @@ already formed: one operation on one model for several requests' items. Each ite
 one bad item (or a failed batch) fails only the requests it belongs to.
 
 Operations: ``forward`` (whole clips, padded into one call), and for streaming sessions resident here
-``open`` / ``step`` / ``finish`` / ``close``.
+``open`` (returns the stream's quantum and latency) / ``step`` / ``segment`` (a result so far, the stream goes on)
+/ ``finish`` / ``close``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Job:
     id: int
-    op: str  # forward | open | step | finish | close
+    op: str  # forward | open | step | segment | finish | close
     model: str
     items: list[Any]
 
@@ -90,10 +91,12 @@ class Worker:
             if job.op == "open":  # items: (session_id, options)
                 for session_id, options in job.items:
                     self.sessions[session_id] = runner.open(options)
-                return [None] * len(job.items)
+                return [runner.stream_info() for _ in job.items]
             if job.op == "step":  # items: (session_id, chunk)
                 sessions = [self.sessions[session_id] for session_id, _ in job.items]
                 return runner.step(sessions, [chunk for _, chunk in job.items])
+            if job.op == "segment":  # items: session_id
+                return [runner.segment(self.sessions[session_id]) for session_id in job.items]
             if job.op == "finish":  # items: session_id
                 return [runner.finish(self.sessions.pop(session_id)) for session_id in job.items]
             if job.op == "close":
