@@ -24,9 +24,10 @@ from .errors import install_handlers
 from .limits import UploadLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .pool import Pool, PoolConfig, plan_devices
-from .routes import denoise, keywords, openai, ops, transcribe
+from .routes import denoise, keywords, openai, ops, stream, transcribe
 from .service import Engine
 from .settings import Settings
+from .streaming import StreamRegistry
 
 __all__ = ["create_app", "served_models"]
 
@@ -76,11 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings, app.state.metrics, app.state.pool = settings, metrics, pool
     app.state.engine = Engine(pool, cards, settings.chunk_seconds)
+    app.state.streams = StreamRegistry()
     app.state.started = int(time.time())
     app.state.codecs = None  # the codec warm-up task, started with the pool
     install_handlers(app)
-    for router in (transcribe.router, openai.router, denoise.router, keywords.router, ops.models_router,
-                   ops.health_router):
+    for router in (transcribe.router, openai.router, denoise.router, keywords.router, stream.router,
+                   ops.models_router, ops.health_router):
         app.include_router(router)
     # Added innermost first: the metrics middleware sees every request, 413s and CORS preflights included.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)

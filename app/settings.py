@@ -78,6 +78,19 @@ class Settings(BaseSettings):
         "so model memory stays bounded whatever the length.",
     )
 
+    stream_max_sessions: int = Field(64, ge=0, description="Open streaming websockets; more are refused at the "
+                                     "handshake with 503.")
+    stream_idle_timeout_seconds: float = Field(30.0, gt=0, description="A stream with no message (audio or control) "
+                                               "for this long gets an idle_timeout error and is closed (1008).")
+    stream_max_session_seconds: float = Field(4 * 3600.0, gt=0, description="Longest a stream may stay open.")
+    stream_max_buffer_seconds: float = Field(10.0, gt=0, description="Audio a stream may have waiting for the model; "
+                                             "beyond it the client gets buffer_overflow and a 1013 close.")
+    stream_step_ms: float = Field(80.0, gt=0, description="Audio per model step of a stream (rounded up to the "
+                                  "model's frame); smaller is lower latency, larger is cheaper.")
+    stream_ping_interval_seconds: float = Field(20.0, gt=0, description="Websocket pings from the server.")
+    stream_ping_timeout_seconds: float = Field(60.0, gt=0, description="A stream whose pong is this late is dropped; "
+                                               "generous, so a busy but healthy client is never cut off.")
+
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Accepted keys (Authorization: Bearer KEY or X-API-Key); empty = open."
     )

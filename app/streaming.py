@@ -1,0 +1,185 @@
+"""A live stream between a websocket and a resident pool session: PCM codec, resampling, buffering, stepping.
+
+Audio arrives in frames of any size at the client's rate; :class:`LiveStream` turns it into float32 at the
+model's rate (:class:`app.resampler.StreamResampler`, exact), keeps it in a bounded buffer, and a pump task
+feeds it to the pool session in steps of ``step`` samples (a multiple of the model's quantum, so that the
+sessions of a model keep equal state shapes and the worker steps them together as one batch). Order is kept
+by construction: one buffer, one pump, one session lock. Results go to ``deliver`` in order.
+
+:class:`StreamRegistry` counts the live streams of the app for admission (``stream_max_sessions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+from .pool import Session
+from .resampler import StreamResampler
+
+__all__ = ["PcmCodec", "LiveStream", "BufferOverflow", "StreamRegistry", "step_samples"]
+
+
+class BufferOverflow(Exception):
+    """The client sends faster than the model consumes, beyond the buffer bound."""
+
+
+class PcmCodec:
+    """Bytes <-> float32 for ``pcm_s16le`` / ``pcm_f32le``; a sample split across two frames is reassembled."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.width = 2 if encoding == "pcm_s16le" else 4
+        self._partial = b""
+
+    def decode(self, data: bytes) -> np.ndarray:
+        data = self._partial + data
+        whole = len(data) - len(data) % self.width
+        self._partial = data[whole:]
+        if self.encoding == "pcm_s16le":
+            return np.frombuffer(data[:whole], "<i2").astype(np.float32) / 32768.0
+        return np.frombuffer(data[:whole], "<f4").astype(np.float32)
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        if self.encoding == "pcm_s16le":  # as the offline endpoints encode 16-bit audio
+            return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+        return np.asarray(samples, "<f4").tobytes()
+
+
+def step_samples(quantum: int, rate: int, step_ms: float) -> int:
+    """The smallest multiple of ``quantum`` covering ``step_ms`` of audio."""
+    quantum = max(1, quantum)
+    wanted = max(1, int(round(step_ms * rate / 1000)))
+    return -(-wanted // quantum) * quantum
+
+
+class LiveStream:
+    """One client's audio path into its pool session. ``deliver(result)`` gets each step's result in order."""
+
+    def __init__(self, session: Session, *, client_rate: int, model_rate: int, step: int, max_buffered: int,
+                 deadline_seconds: float, deliver: Callable[[Any], Awaitable[None]]) -> None:
+        self.session, self.client_rate, self.model_rate = session, client_rate, model_rate
+        self.step, self.max_buffered, self.deadline_seconds, self.deliver = step, max_buffered, deadline_seconds, deliver
+        self.quantum = max(1, int(session.info.get("quantum", 1)))
+        self.resampler = StreamResampler(client_rate, model_rate)
+        self._chunks: list[np.ndarray] = []
+        self.buffered = 0  # model-rate samples waiting for the model
+        self.stepped = 0  # model-rate samples the model has seen
+        self.received = 0  # client-rate samples received
+        self.processing = 0.0  # seconds spent in session calls (queueing included)
+        self.failure: BaseException | None = None
+        self._draining = False
+        self._busy = False
+        self._cond = asyncio.Condition()
+        self._pump = asyncio.create_task(self._run(), name=f"pump-{session.id[:8]}")
+
+    # ---- input -------------------------------------------------------------------------------------------------
+    async def push(self, samples: np.ndarray) -> None:
+        """Client-rate samples in; raises :class:`BufferOverflow` past the bound (nothing is dropped silently)."""
+        self.received += len(samples)
+        at_model_rate = self.resampler.push(samples)
+        if self.buffered + len(at_model_rate) > self.max_buffered:
+            raise BufferOverflow(f"more than {self.max_buffered / self.model_rate:g} s of audio is waiting for the "
+                                 "model; send audio no faster than real time")
+        await self._append(at_model_rate)
+
+    async def _append(self, samples: np.ndarray) -> None:
+        if len(samples):
+            async with self._cond:
+                self._chunks.append(samples)
+                self.buffered += len(samples)
+                self._cond.notify_all()
+
+    async def drain(self, end: bool = False) -> None:
+        """Step everything received so far (``end``: and the resampler's tail); returns once the model has it."""
+        if end:
+            await self._append(self.resampler.flush())
+        async with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+            await self._cond.wait_for(lambda: self.failure is not None or (not self.buffered and not self._busy))
+            self._draining = False
+        if self.failure is not None:
+            raise self.failure
+
+    # ---- the pump ----------------------------------------------------------------------------------------------
+    def _next_size(self) -> int:
+        """How much to step now (0: wait). Steps keep ``stepped`` a multiple of the quantum when they can."""
+        if self.buffered == 0:
+            return 0
+        realign = -self.stepped % self.quantum
+        if realign and self.buffered >= realign:
+            return realign  # after a flush of a partial quantum: back in phase with the other sessions
+        if self.buffered >= self.step:
+            # A backlog goes in larger steps (up to 8), still multiples of ``step``.
+            return min(self.buffered // self.step, 8) * self.step
+        return min(self.buffered, 8 * self.step) if self._draining else 0
+
+    def _take(self, size: int) -> np.ndarray:
+        audio = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        chunk, rest = audio[:size], audio[size:]
+        self._chunks = [rest] if len(rest) else []
+        self.buffered -= size
+        return chunk
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                async with self._cond:
+                    await self._cond.wait_for(lambda: self._next_size() > 0)
+                    chunk = self._take(self._next_size())
+                    self._busy = True
+                started = time.perf_counter()
+                result = await self.session.step(chunk, time.monotonic() + self.deadline_seconds)
+                self.processing += time.perf_counter() - started
+                self.stepped += len(chunk)
+                await self.deliver(result)
+                async with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:  # noqa: BLE001 - handed to whoever waits on the stream
+            async with self._cond:
+                self.failure, self._busy = err, False
+                self._cond.notify_all()
+
+    @property
+    def pump_failed(self) -> bool:
+        return self.failure is not None
+
+    async def wait_failure(self) -> BaseException:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.failure is not None)
+        return self.failure
+
+    # ---- the end -----------------------------------------------------------------------------------------------
+    async def call(self, op: Callable[[float], Awaitable[Any]]) -> Any:
+        """A session call (segment, finish) timed like the steps."""
+        started = time.perf_counter()
+        try:
+            return await op(time.monotonic() + self.deadline_seconds)
+        finally:
+            self.processing += time.perf_counter() - started
+
+    async def close(self) -> None:
+        """Stop the pump and free the session's state at once (client gone, error, or after finish)."""
+        self._pump.cancel()
+        try:
+            await self._pump
+        except BaseException:  # noqa: BLE001 - cancelled or already failed: nothing left to report
+            pass
+        await self.session.close()
+
+
+class StreamRegistry:
+    """The live streams of the app (for ``stream_max_sessions`` and the metrics)."""
+
+    def __init__(self) -> None:
+        self.active: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.active)
