@@ -92,7 +92,8 @@ class Settings(BaseSettings):
                                                "generous, so a busy but healthy client is never cut off.")
 
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Accepted keys (Authorization: Bearer KEY or X-API-Key); empty = open."
+        default_factory=list, description="Accepted keys (Authorization: Bearer KEY or X-API-Key); empty = open.",
+        repr=False,  # never in a logged or printed Settings
     )
     ops_require_key: bool = Field(False, description="Whether /health/* and /metrics also need a key.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
