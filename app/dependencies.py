@@ -1,12 +1,18 @@
-"""FastAPI dependencies: settings, engine and metrics of the app, API-key checks, model lookup, upload decode."""
+"""FastAPI dependencies: settings, engine and metrics of the app, API-key checks, model lookup, upload decode.
+
+Audio endpoints take ``file: AudioUpload`` and ``call: AudioCall``: the second bundles what each of them does
+around its model call (model lookup, decode, deadline, timing), so a route holds only its own logic.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import time
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, File, Request, UploadFile
 from pydantic import ValidationError
 
 from .audio import Audio, decode
@@ -17,7 +23,7 @@ from .service import Engine
 from .settings import Settings
 
 __all__ = ["get_settings", "get_engine", "get_metrics", "require_api_key", "require_ops_key", "resolve_model",
-           "read_audio", "deadline_for"]
+           "read_audio", "deadline_for", "AudioRequest", "audio_request", "AudioCall", "AudioUpload"]
 
 
 def get_settings(request: Request) -> Settings:
@@ -102,3 +108,39 @@ async def read_audio(file: UploadFile, form: AudioForm, settings: Settings, requ
 def deadline_for(settings: Settings, audio_seconds: float = 0.0) -> float:
     """The monotonic time by which a request on ``audio_seconds`` of audio must be answered."""
     return time.monotonic() + settings.request_timeout_seconds + settings.timeout_per_audio_second * audio_seconds
+
+
+AudioUpload = Annotated[UploadFile, File(description="Audio in any common container, or raw PCM (see encoding)")]
+
+
+@dataclass
+class AudioRequest:
+    """One audio request's view of the app, with the steps every audio endpoint shares."""
+
+    request: Request
+    settings: Settings
+    engine: Engine
+    metrics: Metrics
+    started: float = field(default_factory=time.perf_counter)
+
+    def model(self, requested: str | None, task: str, param: str = "model") -> str:
+        return resolve_model(self.engine, self.settings, requested, task, param)
+
+    async def read(self, file: UploadFile, form: AudioForm) -> Audio:
+        return await read_audio(file, form, self.settings, self.request)
+
+    def deadline(self, audio: Audio) -> float:
+        return deadline_for(self.settings, audio.duration)
+
+    def observe(self, endpoint: str, audio: Audio) -> None:
+        """Audio seconds and real-time factor of the request, under ``endpoint`` (one label for aliased paths)."""
+        self.metrics.observe_audio(endpoint, audio.duration, time.perf_counter() - self.started)
+
+
+async def audio_request(request: Request, settings: Settings = Depends(get_settings),
+                        engine: Engine = Depends(get_engine), metrics: Metrics = Depends(get_metrics)) -> AudioRequest:
+    # async: a plain def dependency would cost every request a hop through the thread pool.
+    return AudioRequest(request, settings, engine, metrics)
+
+
+AudioCall = Annotated[AudioRequest, Depends(audio_request)]

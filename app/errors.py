@@ -7,6 +7,7 @@ also turn FastAPI's validation errors, Starlette's 404/405 and unexpected except
 from __future__ import annotations
 
 import logging
+from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
     "ServiceError", "BadRequest", "InvalidParameter", "AudioDecodeError", "PayloadTooLarge", "Unauthorized", "NotFound",
-    "Overloaded", "NotReady", "DeadlineExceeded", "WorkerLost", "install_handlers", "error_body",
+    "Overloaded", "NotReady", "DeadlineExceeded", "WorkerLost", "install_handlers", "error_body", "error_response",
 ]
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,11 @@ class ServiceError(Exception):
     code = "internal_error"
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, status: int | None = None, type_: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status or self.status
+        self.type = type_ or self.type
         self.code = code or self.code
         self.param = param
         self.headers = headers or {}
@@ -85,33 +88,57 @@ def error_body(message: str, type_: str, code: str, param: str | None = None) ->
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
 
 
+def error_response(error: ServiceError) -> JSONResponse:
+    """The envelope response of any :class:`ServiceError`: the one place an error becomes HTTP."""
+    return JSONResponse(error_body(error.message, error.type, error.code, error.param), error.status,
+                        headers=error.headers)
+
+
 _STATUS_TYPES = {401: ("authentication_error", "invalid_api_key"), 404: ("invalid_request_error", "not_found"),
                  405: ("invalid_request_error", "method_not_allowed"), 413: ("invalid_request_error", "payload_too_large")}
 
 
+def _from_validation(request: Request, exc: RequestValidationError) -> ServiceError:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+                        for e in errors) or "invalid request"
+    return InvalidParameter(message, param=param)
+
+
+def _from_http(request: Request, exc: StarletteHTTPException) -> ServiceError:
+    """Starlette's 404/405 and the upload limit's 413, with the status kept and a type and code to match."""
+    type_, code = _STATUS_TYPES.get(exc.status_code, (
+        "invalid_request_error" if exc.status_code < 500 else "server_error", f"http_{exc.status_code}"))
+    return ServiceError(str(exc.detail), status=exc.status_code, type_=type_, code=code,
+                        headers=dict(exc.headers or {}))
+
+
+def _from_unexpected(request: Request, exc: Exception) -> ServiceError:
+    # The details go to the log only: a traceback in a response would show internals to any caller.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return ServiceError("internal server error")
+
+
+_AS_SERVICE_ERROR: dict[type[Exception], Callable[[Request, Any], ServiceError]] = {
+    ServiceError: lambda request, exc: exc,
+    RequestValidationError: _from_validation,
+    StarletteHTTPException: _from_http,
+    Exception: _from_unexpected,
+}
+
+
 def install_handlers(app: FastAPI) -> None:
-    """Route every exception through the envelope."""
+    """Route every exception through the envelope: each kind is turned into a :class:`ServiceError` first."""
+    for exc_type, as_service_error in _AS_SERVICE_ERROR.items():
+        app.add_exception_handler(exc_type, _envelope_handler(as_service_error))
 
-    @app.exception_handler(ServiceError)
-    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), exc.status, headers=exc.headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
-                            for e in errors) or "invalid request"
-        return JSONResponse(error_body(message, "invalid_request_error", "invalid_parameter", param), 422)
+def _envelope_handler(
+    as_service_error: Callable[[Request, Any], ServiceError],
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(as_service_error(request, exc))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        type_, code = _STATUS_TYPES.get(exc.status_code, ("invalid_request_error" if exc.status_code < 500
-                                                          else "server_error", f"http_{exc.status_code}"))
-        return JSONResponse(error_body(str(exc.detail), type_, code), exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal server error", "server_error", "internal_error"), 500)
+    return handle

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form
 
-from ..dependencies import deadline_for, get_engine, get_metrics, get_settings, read_audio, require_api_key, resolve_model
+from ..dependencies import AudioCall, AudioUpload, require_api_key
 from ..errors import InvalidParameter
-from ..metrics import Metrics
 from ..schemas import ClassScoreOut, DetectionOut, KeywordsForm, KeywordsOut
-from ..service import Engine
-from ..settings import Settings
 from . import AUDIO_ERRORS
 
 router = APIRouter(tags=["keywords"], dependencies=[Depends(require_api_key)], responses=AUDIO_ERRORS)
@@ -21,28 +17,20 @@ router = APIRouter(tags=["keywords"], dependencies=[Depends(require_api_key)], r
 @router.post("/keywords", response_model=KeywordsOut, response_model_exclude_none=True)
 @router.post("/v1/audio/keywords", response_model=KeywordsOut, response_model_exclude_none=True,
              include_in_schema=False)
-async def keywords(
-    file: Annotated[UploadFile, File(description="Audio in any common container, or raw PCM")],
-    request: Request,
-    form: Annotated[KeywordsForm, Form()],
-    settings: Settings = Depends(get_settings),
-    engine: Engine = Depends(get_engine),
-    metrics: Metrics = Depends(get_metrics),
-) -> KeywordsOut:
+async def keywords(file: AudioUpload, form: Annotated[KeywordsForm, Form()], call: AudioCall) -> KeywordsOut:
     """Slides one-second windows by ``hop`` over the clip; for clips of about a second also ranks all classes."""
-    started = time.perf_counter()
-    model = resolve_model(engine, settings, form.model, "kws")
+    model = call.model(form.model, "kws")
     wanted = None
     if form.keywords:
-        labels = set(engine.cards[model]["labels"])
+        labels = set(call.engine.cards[model]["labels"])
         unknown = sorted(set(form.keywords) - labels)
         if unknown:
             raise InvalidParameter(f"unknown keywords {unknown}; the model knows {sorted(labels)}", param="keywords[]")
         wanted = set(form.keywords)
-    audio = await read_audio(file, form, settings, request)
-    result = await engine.keywords(model, audio, hop=form.hop, threshold=form.threshold, keywords=wanted,
-                                   deadline=deadline_for(settings, audio.duration), max_rows=settings.max_batch_size)
-    metrics.observe_audio("/keywords", audio.duration, time.perf_counter() - started)
+    audio = await call.read(file, form)
+    result = await call.engine.keywords(model, audio, hop=form.hop, threshold=form.threshold, keywords=wanted,
+                                        deadline=call.deadline(audio), max_rows=call.settings.max_batch_size)
+    call.observe("/keywords", audio)
     return KeywordsOut(
         model=model,
         duration=round(audio.duration, 3),

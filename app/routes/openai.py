@@ -6,20 +6,16 @@ text, ``segments`` (granularity ``segment``, the default) and ``words`` (granula
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form
 from fastapi.responses import PlainTextResponse
 
 from .. import formats
-from ..dependencies import deadline_for, get_engine, get_metrics, get_settings, read_audio, require_api_key, resolve_model
+from ..dependencies import AudioCall, AudioUpload, require_api_key
 from ..errors import InvalidParameter
-from ..metrics import Metrics
 from ..schemas import (OpenAISegment, OpenAITranscriptionForm, OpenAITranscriptionOut, OpenAIVerboseTranscriptionOut,
                        OpenAIWord)
-from ..service import Engine
-from ..settings import Settings
 from . import AUDIO_ERRORS
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"], dependencies=[Depends(require_api_key)],
@@ -32,22 +28,14 @@ router = APIRouter(prefix="/v1/audio", tags=["openai"], dependencies=[Depends(re
     response_model_exclude_none=True,
     responses={200: {"content": {"text/plain": {}}}},
 )
-async def create_transcription(
-    file: Annotated[UploadFile, File(description="Audio in any common container, or raw PCM (see encoding)")],
-    request: Request,
-    form: Annotated[OpenAITranscriptionForm, Form()],
-    settings: Settings = Depends(get_settings),
-    engine: Engine = Depends(get_engine),
-    metrics: Metrics = Depends(get_metrics),
-):
+async def create_transcription(file: AudioUpload, form: Annotated[OpenAITranscriptionForm, Form()], call: AudioCall):
     """OpenAI ``audio.transcriptions.create``."""
-    started = time.perf_counter()
     if form.stream:
         raise InvalidParameter("stream=true is not supported yet; use the default", param="stream")
-    model = resolve_model(engine, settings, form.model, "asr")
-    audio = await read_audio(file, form, settings, request)
-    transcript = await engine.transcribe(model, audio, beam_search=False, deadline=deadline_for(settings, audio.duration))
-    metrics.observe_audio("/v1/audio/transcriptions", audio.duration, time.perf_counter() - started)
+    model = call.model(form.model, "asr")
+    audio = await call.read(file, form)
+    transcript = await call.engine.transcribe(model, audio, beam_search=False, deadline=call.deadline(audio))
+    call.observe("/v1/audio/transcriptions", audio)
 
     fmt = form.response_format
     if fmt == "json":
