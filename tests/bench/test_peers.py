@@ -1,0 +1,149 @@
+"""The peer benchmark's scoring, alignment, label mapping, tables and subprocess plumbing on tiny fake cases
+(no peer package is installed: a fake peer stands in, and the runner's ``identity`` denoiser runs in this venv)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import peers  # noqa: E402
+from peers import NOISY, OURS, Clip, SystemRun  # noqa: E402
+
+RATE = 16_000
+
+
+def speech_like(seconds: float, seed: int) -> np.ndarray:
+    """Harmonics of a gliding pitch under a syllable-rate envelope: enough structure for PESQ and STOI."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    pitch = 120 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(pitch) / RATE
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)), 0, None)
+    return (0.1 * voiced * envelope).astype(np.float32)
+
+
+def delayed(signal: np.ndarray, samples: int) -> np.ndarray:
+    return np.concatenate([np.zeros(samples, np.float32), signal[: len(signal) - samples]])
+
+
+@pytest.fixture(scope="module")
+def denoise_case() -> tuple[list[Clip], dict[str, np.ndarray]]:
+    clips, noisy = [], {}
+    for k, (snr, kind) in enumerate(((0.0, "white"), (10.0, "white"), (-3.0, "engine"))):
+        clean = speech_like(1.5, k)
+        noise = np.random.default_rng(10 + k).standard_normal(len(clean)).astype(np.float32)
+        noise *= np.linalg.norm(clean) / np.linalg.norm(noise) / 10 ** (snr / 20)
+        clip = Clip(f"{k:05d}", Path("unused.wav"), len(clean) / RATE, clean=clean, snr=snr, noise=kind)
+        clips.append(clip)
+        noisy[clip.id] = clean + noise
+    return clips, noisy
+
+
+def test_estimate_delay_finds_a_fixed_lag_and_remove_delay_undoes_it():
+    clean = [speech_like(1.0, k) for k in range(3)]
+    late = [delayed(c, 320) + 0.01 * np.random.default_rng(k).standard_normal(len(c)).astype(np.float32)
+            for k, c in enumerate(clean)]
+    assert peers.estimate_delay(late, clean) == 320
+    assert peers.estimate_delay(clean, clean) == 0
+    restored = peers.remove_delay(late[0], 320)
+    assert len(restored) == len(late[0])
+    np.testing.assert_allclose(restored[:-320], late[0][320:])
+
+
+def test_denoise_scoring_aligns_each_system_and_ranks_them(denoise_case):
+    clips, noisy = denoise_case
+    # Ours returns clean speech (perfect); the fake peer returns the noisy input 160 samples late.
+    ours = SystemRun(OURS, outputs={c.id: c.clean.copy() for c in clips}, cpu_seconds={c.id: 0.01 for c in clips})
+    peer = SystemRun("fake", outputs={c.id: delayed(noisy[c.id], 160) for c in clips},
+                     cpu_seconds={c.id: 0.30 for c in clips})
+    result = peers.score_denoise(clips, [ours, peer], lambda c: noisy[c.id])
+    systems = result["systems"]
+    assert systems["fake"]["delay_samples"] == 160 and systems[OURS]["delay_samples"] == 0
+    # Once aligned, the delayed copy of the input gains (almost) nothing; the perfect output gains a lot.
+    assert abs(systems["fake"]["overall"]["si_snr_gain"]) < 0.5
+    assert systems[OURS]["overall"]["si_snr_gain"] > 5
+    assert systems[NOISY]["overall"]["si_snr_gain"] == pytest.approx(0.0, abs=1e-6)
+    assert systems[OURS]["rtf"] == pytest.approx(0.01 * 3 / sum(c.seconds for c in clips))
+    assert set(systems[OURS]["by_noise"]) == {"white", "engine"}
+    assert sum(g["count"] for g in systems[OURS]["by_snr"].values()) == 3
+    verdict = peers.verdict("denoise", result)
+    assert verdict["si_snr_gain"]["standing"] == "ahead" and verdict["rtf"]["standing"] == "ahead"
+    tables = peers.denoise_tables(result)
+    assert "engine (held out)" in tables and "Centaurus (ours)" in tables and "160 samples" in tables
+
+
+def test_kws_mapping_false_alarms_and_a_verdict_that_says_where_we_are_behind():
+    assert peers.kws_label("", ("yes",)) == "_silence_"
+    assert peers.kws_label("yes", ("yes",)) == "yes"
+    assert peers.kws_label("banana", ("yes",)) == "_unknown_"
+    truth = ["yes", "no", "_unknown_", "_unknown_", "_silence_"]
+    clips = [Clip(str(i), Path("x.wav"), 1.0, label=t) for i, t in enumerate(truth)]
+    ours = SystemRun(OURS, outputs=dict(zip("01234", ["yes", "no", "yes", "_unknown_", "_silence_"])),
+                     cpu_seconds={str(i): 0.002 for i in range(5)})
+    # The peer: pocketsphinx-style text; a garbage word is _unknown_, nothing heard is _silence_.
+    peer = SystemRun("pocketsphinx-kws", outputs=dict(zip("01234", ["yes", "go", "banana", "apple", "stop"])),
+                     cpu_seconds={str(i): 0.05 for i in range(5)})
+    result = peers.score_kws(clips, [ours, peer])
+    assert result["systems"][OURS]["accuracy"] == pytest.approx(4 / 5)
+    assert result["systems"]["pocketsphinx-kws"]["accuracy"] == pytest.approx(3 / 5)
+    assert result["systems"][OURS]["false_alarms_unknown"] == pytest.approx(0.5)
+    assert result["systems"]["pocketsphinx-kws"]["false_alarms_unknown"] == 0.0
+    assert result["systems"]["pocketsphinx-kws"]["false_alarms_noise"] == 1.0
+    result["verdict"] = peers.verdict("kws", result)
+    assert result["verdict"]["false_alarms_unknown"]["standing"] == "behind"
+    lines = peers.verdict_lines({"tasks": {"kws": result}, "skipped": {}})
+    assert "behind on false alarms on unknown words: ours 0.5000, pocketsphinx grammar 0.0000" in lines[0]
+
+
+def test_asr_scoring_normalises_hypotheses():
+    clips = [Clip("0", Path("x.wav"), 2.0, transcript="turn the light on"), Clip("1", Path("y.wav"), 2.0, transcript="hello")]
+    runs = [SystemRun(OURS, outputs={"0": "turn the light on", "1": "hallo"}, cpu_seconds={"0": 0.1, "1": 0.1}),
+            SystemRun("pocketsphinx-asr", outputs={"0": "Turn the LIGHT, on", "1": ""}, cpu_seconds={"0": 1.0, "1": 1.0})]
+    result = peers.score_asr(clips, runs)
+    assert result["systems"]["pocketsphinx-asr"]["wer"] == pytest.approx(1 / 5)
+    assert result["systems"][OURS]["wer"] == pytest.approx(1 / 5)
+    assert result["systems"][OURS]["cer"] < result["systems"]["pocketsphinx-asr"]["cer"]
+    assert result["systems"]["pocketsphinx-asr"]["rtf"] == pytest.approx(0.5)
+    result["verdict"] = peers.verdict("asr", result)
+    assert result["verdict"]["wer"]["standing"] == "tied"
+
+
+def test_a_peer_runs_in_a_subprocess_and_a_missing_venv_skips_the_peers(tmp_path, denoise_case):
+    from training.corpus.tts import write_wav
+
+    clips, noisy = denoise_case
+    for clip in clips:
+        clip.wav = tmp_path / f"{clip.id}.wav"
+        write_wav(clip.wav, noisy[clip.id])
+    run = peers.run_peer("identity", clips, tmp_path / "work", Path(sys.executable))
+    assert set(run.outputs) == {c.id for c in clips} and run.notes == ["returns its input"]
+    np.testing.assert_allclose(run.outputs[clips[0].id], noisy[clips[0].id], atol=2 / 32768)
+    assert all(t >= 0 for t in run.cpu_seconds.values())
+    status = peers.ensure_peers(tmp_path / "no-venv", peers.PEERS[:2], install=False, log=lambda _: None)
+    assert all("no virtual environment" in reason for reason in status.values())
+
+
+def test_markdown_report_renders_a_results_file_and_says_when_there_is_none(tmp_path, denoise_case):
+    assert "No peer comparison yet" in peers.markdown_report(tmp_path / "missing.json")
+    clips, noisy = denoise_case
+    ours = SystemRun(OURS, outputs={c.id: noisy[c.id] for c in clips}, cpu_seconds={c.id: 0.5 for c in clips})
+    result = peers.score_denoise(clips, [ours], lambda c: noisy[c.id])
+    result["verdict"] = peers.verdict("denoise", result)
+    results = {"date": "2026-11-24 01:00 UTC", "machine": "test", "tasks": {"denoise": result},
+               "skipped": {"rnnoise": "pip install pyrnnoise==0.4.5 failed: no matching distribution"},
+               "checkpoints": {"denoise": {"name": "denoise", "commit": "abc1234", "training_steps": 800}}}
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps(results, default=float))
+    text = peers.markdown_report(path)
+    assert "| Centaurus (ours) |" in text and "RNNoise: pip install pyrnnoise==0.4.5 failed" in text
+    assert "denoise abc1234 (800 steps)" in text and "- denoise: no peer ran" in text
+    assert not math.isnan(result["systems"][OURS]["overall"]["stoi"])
