@@ -17,7 +17,7 @@ from model_zoo.nets.kws import KWSConfig, KWSNet
 EXPECTED_PARAMETERS = {
     ("kws", "small"): 71_405,
     ("kws", "paper"): 145_477,
-    ("denoise", "small"): 141_138,
+    ("denoise", "small"): 259_696,
     ("denoise", "paper"): 709_874,
     ("asr", "small"): 866_429,
     ("asr", "tiny"): 58_093,
@@ -41,9 +41,10 @@ def tiny_kws(kind: str = "centaurus", frontend: str = "waveform") -> KWSNet:
     return KWSNet(KWSConfig(channels=(4, 8, 8), layers=specs, factors=(4, 2, 2), frontend=frontend, n_mels=8))
 
 
-def tiny_denoise(kind: str = "centaurus") -> DenoiseNet:
+def tiny_denoise(kind: str = "centaurus", frontend: str = "filterbank") -> DenoiseNet:
     return DenoiseNet(DenoiseConfig(channels=(4, 8), factors=(4, 2), layer=LayerSpec(kind, state_dim=4),
-                                    bottleneck=LayerSpec(kind, mode="s5", state_dim=4, blocks=2)))
+                                    bottleneck=LayerSpec(kind, mode="s5", state_dim=4, blocks=2),
+                                    frontend=frontend, filters=6, frame=3))
 
 
 def tiny_asr(kind: str = "centaurus", frontend: str = "mel") -> ASRNet:
@@ -99,6 +100,19 @@ def test_kws_mel_frontend_streams_exactly():
         assert rel_err(stream(model, x, random.Random(2)), model.forward_frames(x)) < 1e-9
 
 
+def test_denoiser_waveform_frontend_streams_exactly():
+    torch.manual_seed(0)
+    model = tiny_denoise(frontend="waveform").double().eval()
+    x = torch.randn(2, 3001, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(stream(model, x, random.Random(3)), model(x)) < 1e-9
+
+
+def test_denoiser_rejects_unknown_frontend():
+    with pytest.raises(ValueError, match="front end"):
+        DenoiseConfig(frontend="stft")
+
+
 def test_waveform_frontend_streams_exactly():
     torch.manual_seed(0)
     model = tiny_asr(frontend="waveform").double().eval()
@@ -131,8 +145,9 @@ def test_kws_output_and_running_mean():
     assert torch.allclose(frames[..., -1], logits, atol=1e-5)
 
 
-def test_denoiser_keeps_length_and_is_causal_within_its_latency():
-    model = tiny_denoise().eval()
+@pytest.mark.parametrize("frontend", ["filterbank", "waveform"])
+def test_denoiser_keeps_length_and_is_causal_within_its_latency(frontend):
+    model = tiny_denoise(frontend=frontend).eval()
     x = torch.randn(2, 1000)
     y = model(x)
     assert y.shape == x.shape
