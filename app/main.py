@@ -24,6 +24,7 @@ from .errors import install_handlers
 from .limits import UploadLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .pool import Pool, PoolConfig, plan_devices
+from .redaction import redact_server_logs
 from .routes import denoise, keywords, openai, ops, stream, transcribe
 from .service import Engine
 from .settings import Settings
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact_server_logs()  # websocket keys may come as ?api_key=, and uvicorn logs query strings
         await pool.start()
         app.state.codecs = asyncio.create_task(asyncio.to_thread(warm_up), name="warm-codecs")
         log.info("serving %s on %s", ", ".join(f"{n} ({c['task']})" for n, c in cards.items()) or "no models",
