@@ -433,6 +433,8 @@ class Session:
         if self.slot.handle.alive:
             job = Job(next(self.pool._ids), "close", self.model, [self.id])
             try:
-                await self.slot.handle.run(job)
+                # Shielded: a caller cancelled right now (a server tearing the connection down) must not cancel
+                # the close job itself, or a thread worker would never free the state.
+                await asyncio.shield(self.slot.handle.run(job))
             except Exception:  # noqa: BLE001 - best effort
                 pass

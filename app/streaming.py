@@ -166,13 +166,17 @@ class LiveStream:
             self.processing += time.perf_counter() - started
 
     async def close(self) -> None:
-        """Stop the pump and free the session's state at once (client gone, error, or after finish)."""
+        """Stop the pump and free the session's state at once (client gone, error, or after finish).
+
+        The worker's close job is sent before the first await: a handler cancelled right here (the server
+        tearing the connection down) still frees the state.
+        """
         self._pump.cancel()
+        await self.session.close()
         try:
             await self._pump
         except BaseException:  # noqa: BLE001 - cancelled or already failed: nothing left to report
             pass
-        await self.session.close()
 
 
 class StreamRegistry:
