@@ -25,7 +25,7 @@ from .limits import UploadLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .pool import Pool, PoolConfig, plan_devices
 from .redaction import redact_server_logs
-from .routes import denoise, keywords, openai, ops, stream, transcribe
+from .routes import demo, denoise, keywords, openai, ops, stream, transcribe
 from .service import Engine
 from .settings import Settings
 from .streaming import StreamRegistry
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.codecs = None  # the codec warm-up task, started with the pool
     install_handlers(app)
     for router in (transcribe.router, openai.router, denoise.router, keywords.router, stream.router,
-                   ops.models_router, ops.health_router):
+                   ops.models_router, ops.health_router, demo.router):
         app.include_router(router)
     # Added innermost first: the metrics middleware sees every request, 413s and CORS preflights included.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
