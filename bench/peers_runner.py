@@ -4,7 +4,7 @@ Started by ``bench/peers.py`` as ``<peers venv>/bin/python bench/peers_runner.py
 nothing from this project (the peers' packages live only in that venv). ``JOB.json``::
 
     {"items": [{"id": "0001", "wav": "/abs/path.wav"}, ...], "out": "/abs/dir",
-     "keywords": [...], "garbage_words": [...]}          # the last two for pocketsphinx-kws only
+     "keywords": [...], "garbage_words": [...], "garbage_share": 2.0}   # for pocketsphinx-kws* only
 
 It writes ``out/ID.npy`` (float32 audio, denoisers) or ``out/ID.txt`` (text, recognizers) and
 ``out/timings.json``: ``{"load_seconds", "cpu_seconds": {ID: s}, "wall_seconds": {ID: s}, "notes": [...]}``.
@@ -141,24 +141,29 @@ def build_pocketsphinx_asr() -> Processor:
     return lambda audio: _decode(decoder, audio)
 
 
-def kws_grammar(keywords: list[str], garbage_words: list[str]) -> str:
-    """JSGF: exactly one word, a keyword or a garbage word (both spelled as in the dictionary)."""
-    alternatives = " | ".join(keywords + garbage_words)
-    return f"#JSGF V1.0;\ngrammar commands;\npublic <command> = {alternatives};\n"
+def kws_grammar(keywords: list[str], garbage_words: list[str], garbage_share: float = 2.0) -> str:
+    """JSGF: exactly one word, a keyword or a garbage word. Each keyword has weight 1 and the garbage words
+    together ``garbage_share`` (2: as often as two keywords, the class balance of the training data), so that
+    hundreds of garbage words do not outvote 35 keywords in the prior."""
+    garbage_weight = garbage_share / max(1, len(garbage_words))
+    alternatives = [f"/1/ {w}" for w in keywords] + [f"/{garbage_weight:.6f}/ {w}" for w in garbage_words]
+    return "#JSGF V1.0;\ngrammar commands;\npublic <command> = " + " | ".join(alternatives) + ";\n"
 
 
-def build_pocketsphinx_kws(keywords: list[str], garbage_words: list[str]) -> tuple[Processor, list[str]]:
-    """A one-word grammar over the keywords plus garbage words (the caller passes the words our network's
-    ``_unknown_`` class was trained on); words missing from the bundled dictionary are dropped and noted."""
+def build_pocketsphinx_kws(keywords: list[str], garbage_words: list[str], garbage_share: float) -> tuple[Processor, list[str]]:
+    """A one-word grammar over the keywords, optionally plus garbage words (the caller passes the words our
+    network's ``_unknown_`` class was trained on); words missing from the bundled dictionary are dropped and
+    noted. Without garbage words the grammar can only answer a keyword or nothing."""
     from pocketsphinx import Decoder
 
     decoder = Decoder(loglevel="FATAL", lm=None)
     known_garbage = [w for w in garbage_words if decoder.lookup_word(w) is not None]
     missing_keywords = [w for w in keywords if decoder.lookup_word(w) is None]
-    notes = [f"{len(garbage_words) - len(known_garbage)} garbage words not in the dictionary were dropped"]
+    notes = [f"{len(known_garbage)} garbage words with total weight {garbage_share} against 1 per keyword"
+             + (f" ({len(garbage_words) - len(known_garbage)} not in the dictionary dropped)" if garbage_words else "")]
     if missing_keywords:
         notes.append(f"keywords not in the dictionary (never recognised): {missing_keywords}")
-    decoder.add_jsgf_string("commands", kws_grammar([w for w in keywords if w not in missing_keywords], known_garbage))
+    decoder.add_jsgf_string("commands", kws_grammar([w for w in keywords if w not in missing_keywords], known_garbage, garbage_share))
     decoder.activate_search("commands")
     return (lambda audio: _decode(decoder, audio)), notes
 
@@ -178,7 +183,9 @@ def build(peer: str, job: dict) -> tuple[Processor, list[str]]:
     if peer == "pocketsphinx-asr":
         return build_pocketsphinx_asr(), []
     if peer == "pocketsphinx-kws":
-        return build_pocketsphinx_kws(job.get("keywords", []), job.get("garbage_words", []))
+        return build_pocketsphinx_kws(job.get("keywords", []), [], 0.0)
+    if peer == "pocketsphinx-kws-garbage":
+        return build_pocketsphinx_kws(job.get("keywords", []), job.get("garbage_words", []), job.get("garbage_share", 2.0))
     if peer == "identity":  # a denoiser that returns its input: lets the tests drive the whole path cheaply
         return (lambda audio: audio.copy()), ["returns its input"]
     raise SystemExit(f"unknown peer {peer!r}")

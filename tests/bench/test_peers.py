@@ -101,7 +101,7 @@ def test_kws_mapping_false_alarms_and_a_verdict_that_says_where_we_are_behind():
     result["verdict"] = peers.verdict("kws", result)
     assert result["verdict"]["false_alarms_unknown"]["standing"] == "behind"
     lines = peers.verdict_lines({"tasks": {"kws": result}, "skipped": {}})
-    assert "behind on false alarms on unknown words: ours 0.5000, pocketsphinx grammar 0.0000" in lines[0]
+    assert "behind on false alarms on unknown words: ours 0.5000, pocketsphinx 35-word grammar 0.0000" in lines[0]
 
 
 def test_asr_scoring_normalises_hypotheses():
