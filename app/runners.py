@@ -144,7 +144,9 @@ class AsrRunner(Runner):
         offset = float(options.get("offset", 0.0))
         if options.get("beam_search"):
             if self._beam is None:  # built on first use: flashlight's decoder is not free to construct
-                self._beam = BeamSearchDecoder(vocab=self.vocab)
+                # With the checkpoint's word language model (NAME.lm.json) when it ships one.
+                language_model = getattr(self.model, "language_model", None)
+                self._beam = BeamSearchDecoder(vocab=self.vocab, language_model=language_model)
             return self._beam(logits, self.model.frame_seconds, offset=offset)
         return greedy_decode(logits, self.model.frame_seconds, vocab=self.vocab, offset=offset)
 

@@ -8,7 +8,9 @@ A checkpoint ``NAME`` is ``NAME.safetensors`` (weights only: never pickle, so lo
      "labels" | "vocab": [...], "algorithmic_latency_samples": ..., "parameters": ...,
      "recipe": {...}, "scores": {...}, "data": "...", "training_time_seconds": ...}
 
-Shipped checkpoints live in ``model_zoo/checkpoints/`` with a Markdown model card ``NAME.md`` each.
+A speech recognizer may also have ``NAME.lm.json``, the word language model its beam search uses (see
+:class:`model_zoo.nets.ctc.WordLanguageModel`); ``load`` attaches it as ``model.language_model`` (``None``
+when absent). Shipped checkpoints live in ``model_zoo/checkpoints/`` with a Markdown model card ``NAME.md`` each.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .nets import TASKS, parameter_count
+from .nets.ctc import WordLanguageModel
 
-__all__ = ["CHECKPOINT_DIR", "CheckpointError", "FORMAT", "load", "save", "list_models", "read_card"]
+__all__ = [
+    "CHECKPOINT_DIR", "CheckpointError", "FORMAT", "load", "save", "list_models", "read_card", "language_model_path",
+]
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 FORMAT = "centaurus-speech/1"
@@ -91,7 +96,24 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
     except RuntimeError as err:
         raise CheckpointError(f"weights {weights_path} do not match the architecture in its card: {err}") from err
     model.card = card
+    if card["task"] == "asr":
+        model.language_model = _load_language_model(language_model_path(name_or_path))
     return model.to(device).eval()
+
+
+def language_model_path(name_or_path: str | Path) -> Path:
+    """Where a recognizer's word language model lives: ``NAME.lm.json`` next to its card."""
+    card_path, _ = _resolve(name_or_path)
+    return card_path.with_name(card_path.stem + ".lm.json")
+
+
+def _load_language_model(path: Path) -> WordLanguageModel | None:
+    if not path.exists():
+        return None
+    try:
+        return WordLanguageModel.load(path)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"cannot read language model {path}: {err}") from err
 
 
 def save(model: nn.Module, path: str | Path, *, name: str, task: str, **card_fields: Any) -> Path:
@@ -121,6 +143,8 @@ def list_models() -> list[dict[str, Any]]:
     """Shipped checkpoints: name, task, sample rate, streaming, algorithmic latency, parameters, scores."""
     models = []
     for card_path in sorted(CHECKPOINT_DIR.glob("*.json")):
+        if card_path.name.endswith(".lm.json"):  # a recognizer's language model, not a card
+            continue
         card = json.loads(card_path.read_text())
         models.append({
             "name": card["name"], "task": card["task"], "sample_rate": card["sample_rate"], "streaming": True,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from model_zoo.checkpoint import CHECKPOINT_DIR, save
+from model_zoo.checkpoint import CHECKPOINT_DIR, language_model_path, save
 
 from .recipes import SHIPPED, Recipe, get_recipe
 from .trainer import RUNS_DIR, evaluate_model, train
@@ -43,19 +43,25 @@ def _data_description(meta: dict) -> str:
 
 def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: str) -> tuple[Path, dict]:
     """Score the best validation checkpoint on the test split and save it with its card."""
-    from .tasks import build_datasets
+    from .tasks import build_datasets, language_model_from
 
     model = summary["model"]
     best = run_dir / "best_model.pt"
     if best.exists():
         model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
     model.eval()
-    scores = evaluate_model(model, recipe, build_datasets(recipe)["test"], next(model.parameters()).device)
+    datasets = build_datasets(recipe)
+    language_model = language_model_from(datasets["train"]) if recipe.task == "asr" else None
+    if language_model is not None:
+        model.language_model = language_model  # evaluate_model scores beam search with it too
+    scores = evaluate_model(model, recipe, datasets["test"], next(model.parameters()).device)
     scores = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
     path = save(model, run_dir / name, name=name, task=recipe.task, recipe=recipe.to_dict(), scores=scores,
                 data=_data_description(meta), scored_on="test split (held-out voices)",
                 training_seconds=summary["training_seconds"], training_steps=summary["steps"],
                 tolerance=recipe.tolerance)
+    if language_model is not None:
+        language_model.save(language_model_path(path))
     return path, scores
 
 
@@ -102,8 +108,9 @@ def reproduce(name: str, ship: bool = False, device: str = "auto", overrides: Re
     print(json.dumps({"checkpoint": str(path), "scores": scores}, indent=2))
     card = json.loads(path.with_suffix(".json").read_text())
     if ship:
-        for suffix in (".json", ".safetensors"):
-            shutil.copy(path.with_suffix(suffix), CHECKPOINT_DIR / f"{name}{suffix}")
+        for suffix in (".json", ".safetensors", ".lm.json"):
+            if path.with_suffix(suffix).exists():
+                shutil.copy(path.with_suffix(suffix), CHECKPOINT_DIR / f"{name}{suffix}")
         write_model_card(CHECKPOINT_DIR / f"{name}.md", card)
         print(f"installed as model_zoo/checkpoints/{name}.*")
         return 0

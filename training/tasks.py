@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
-from model_zoo.nets.ctc import greedy_decode
+from model_zoo.nets.ctc import BeamSearchDecoder, WordLanguageModel, greedy_decode
 from model_zoo.vocab import ASR_VOCAB
 
 from .metrics import ASRMetrics, DenoiseMetrics, KWSMetrics
@@ -164,16 +164,30 @@ def denoise_evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
 
 @torch.no_grad()
 def asr_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None) -> dict:
-    metrics = ASRMetrics()
+    """Greedy WER and CER; also ``wer_lm`` and ``cer_lm``, beam search with the network's word language model,
+    when one is attached (``model.language_model``, as ``model_zoo.load`` and ``finish_run`` do)."""
+    metrics, with_lm = ASRMetrics(), ASRMetrics()
     net = unwrap(model)
+    language_model = getattr(net, "language_model", None)
+    beam = BeamSearchDecoder(language_model=language_model) if language_model is not None else None
     for i, (waves, lengths, texts) in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
         logits = model(waves.to(device)).cpu()
         frames = net.output_lengths(lengths)
-        hyps = [greedy_decode(logits[b, :, : int(frames[b])], net.frame_seconds).text for b in range(len(texts))]
-        metrics.update(texts, hyps)
-    return metrics.compute()
+        clips = [logits[b, :, : int(frames[b])] for b in range(len(texts))]
+        metrics.update(texts, [greedy_decode(clip, net.frame_seconds).text for clip in clips])
+        if beam is not None:
+            with_lm.update(texts, [beam(clip, net.frame_seconds).text for clip in clips])
+    scores = metrics.compute()
+    if beam is not None:
+        scores.update({f"{name}_lm": value for name, value in with_lm.compute().items() if name in ("wer", "cer")})
+    return scores
+
+
+def language_model_from(dataset) -> WordLanguageModel:
+    """The word bigram of a speech recognition dataset's transcripts (datasets with ``transcript(index)``)."""
+    return WordLanguageModel.from_transcripts(dataset.transcript(i) for i in range(len(dataset)))
 
 
 @dataclass(frozen=True)

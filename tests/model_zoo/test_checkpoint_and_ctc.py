@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 import model_zoo
 from model_zoo.checkpoint import CheckpointError, load, save
 from model_zoo.nets import build_network
-from model_zoo.nets.ctc import BeamSearchDecoder, greedy_decode
+from model_zoo.nets.ctc import BeamSearchDecoder, WordLanguageModel, greedy_decode
 from model_zoo.vocab import ASR_VOCAB
 
 
@@ -84,3 +85,53 @@ def test_beam_search_agrees_with_greedy_on_clear_input():
     greedy = greedy_decode(lp, 0.02)
     assert beam.text == greedy.text == "hi yo"
     assert [w.start for w in beam.words] == [w.start for w in greedy.words]
+
+
+def soft_emissions(frames: list[dict[str, float]]) -> torch.Tensor:
+    """Log-probs (vocab, frames) from per-frame probabilities of a few tokens ('-' is blank), the rest tiny."""
+    lp = torch.full((len(ASR_VOCAB), len(frames)), 1e-4)
+    for t, probs in enumerate(frames):
+        for c, p in probs.items():
+            lp[0 if c == "-" else ASR_VOCAB.index(c), t] = p
+    return (lp / lp.sum(0)).log()
+
+
+TRANSCRIPTS = ["hello world", "hello there", "the world is wide", "hello world again"]
+
+
+def test_language_model_is_a_distribution_and_round_trips():
+    lm = WordLanguageModel.from_transcripts(TRANSCRIPTS)
+    assert lm.words == sorted({w for t in TRANSCRIPTS for w in t.split()})
+    outcomes = lm.words + ["</s>"]
+    for previous in ("<s>", "hello", "wide", "never-seen"):
+        total = sum(math.exp(lm.log_prob(previous, w)) for w in outcomes)
+        # The rest of the mass goes to unknown words, through the unigram floor.
+        assert 0.95 < total <= 1.0 + 1e-9
+    assert lm.log_prob("hello", "world") > lm.log_prob("hello", "wide")
+    again = WordLanguageModel.from_dict(json.loads(json.dumps(lm.to_dict())))
+    assert again.log_prob("hello", "there") == lm.log_prob("hello", "there")
+    with pytest.raises(ValueError, match="word-bigram"):
+        WordLanguageModel.from_dict({"kind": "kenlm"})
+
+
+def test_beam_search_with_language_model_spells_known_words():
+    # The acoustics lean to "wurld"; the lexicon only knows "world".
+    frames = [{"w": 0.9}, {"-": 0.9}, {"u": 0.5, "o": 0.4}, {"-": 0.9}, {"r": 0.9}, {"l": 0.9}, {"d": 0.9}]
+    lp = soft_emissions(frames)
+    assert greedy_decode(lp, 0.02).text == "wurld"
+    decoder = BeamSearchDecoder(beam_size=8, language_model=WordLanguageModel.from_transcripts(TRANSCRIPTS))
+    transcript = decoder(lp, frame_seconds=0.02)
+    assert transcript.text == "world"
+    assert transcript.words[0].start == pytest.approx(0.0) and transcript.words[0].end == pytest.approx(0.14)
+
+
+def test_recognizer_checkpoint_carries_its_language_model(tmp_path):
+    path = save(build_network("asr", "tiny"), tmp_path / "r", name="r", task="asr")
+    assert load(path.with_suffix(".json")).language_model is None
+    lm = WordLanguageModel.from_transcripts(TRANSCRIPTS)
+    lm.save(tmp_path / "r.lm.json")
+    assert load(path.with_suffix(".json")).language_model.words == lm.words
+    (tmp_path / "r.lm.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="cannot read language model"):
+        load(path.with_suffix(".json"))
+    assert all(not m["name"].endswith(".lm") for m in model_zoo.list_models())

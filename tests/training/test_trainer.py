@@ -46,6 +46,8 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     model = model_zoo.load(str(path) + ".json")
     assert model.card["scores"] == scores and model.card["recipe"]["name"] == recipe.name
     assert model.card["training_steps"] == recipe.steps
+    if task == "asr":  # the recognizer ships its word language model and is also scored with it
+        assert model.language_model is not None and {"wer_lm", "cer_lm"} <= set(scores)
 
 
 def test_resume_matches_uninterrupted_run(corpora, tmp_path):

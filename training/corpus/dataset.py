@@ -120,6 +120,10 @@ class ASRCorpus(_Corpus):
         super().__init__(root, split, seed)
         self.augment = augment
 
+    def transcript(self, index: int) -> str:
+        """Item ``index``'s transcript, without reading audio."""
+        return self.rows[index]["transcript"]
+
     def __getitem__(self, index: int) -> tuple[Tensor, str]:
         wave = self.dry(index)
         if self.augment:
