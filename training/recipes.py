@@ -62,7 +62,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            lr=3e-3, weight_decay=0.0, warmup_fraction=0.03, segment_seconds=1.0, eval_every=1000, eval_batches=8,
            tolerance={"si_snr_improvement": 1.0, "pesq_improvement": 0.15}, corpus_size="1500,100,150",
            **_COMMON_SYNTH),
-    Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", steps=6000, batch_size=16, lr=3e-3,
+    Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", steps=4800, batch_size=16, lr=3e-3,
            weight_decay=0.01, warmup_fraction=0.03, eval_every=1000, eval_batches=8, corpus_size="8000,200,300",
            tolerance={"wer": 0.03, "cer": 0.02}, **_COMMON_SYNTH),
     # ---- CI smoke runs: a few steps on a tiny corpus ----
