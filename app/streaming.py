@@ -114,9 +114,10 @@ class LiveStream:
         if realign and self.buffered >= realign:
             return realign  # after a flush of a partial quantum: back in phase with the other sessions
         if self.buffered >= self.step:
-            # A backlog goes in larger steps (up to 8), still multiples of ``step``.
-            return min(self.buffered // self.step, 8) * self.step
-        return min(self.buffered, 8 * self.step) if self._draining else 0
+            # Always exactly ``step``, even with a backlog: equal chunk lengths are what lets the worker put the
+            # steps of many streams into one network call (a backlog just queues more calls, which batch too).
+            return self.step
+        return self.buffered if self._draining else 0
 
     def _take(self, size: int) -> np.ndarray:
         audio = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]

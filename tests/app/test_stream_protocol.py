@@ -219,3 +219,26 @@ def test_a_client_that_disconnects_frees_its_state_at_once(streams):
     worker = pool._slots[0].handle._worker
     wait_until(lambda: not worker.sessions, message=lambda: repr(worker.sessions)[:300])  # gone from the worker too
 
+
+
+def test_streams_of_a_model_are_stepped_together_in_one_batch(streams):
+    pool = streams.app.state.pool
+    batches: list[tuple[str, str, int]] = []
+    recorded, pool.on_batch = pool.on_batch, lambda model, op, rows: batches.append((model, op, rows))
+    clip = signal(0.6)[0].astype("<f4").tobytes()
+    try:
+        with streams.websocket_connect(f"/v1/stream/denoise{KEY}") as a, \
+                streams.websocket_connect(f"/v1/stream/denoise{KEY}") as b:
+            for ws in (a, b):
+                ws.send_text(start_message(sample_rate=16000))
+                ws.receive_json()
+            for ws in (a, b):  # both have a backlog of equal steps queued at once
+                ws.send_bytes(clip)
+            for ws in (a, b):
+                ws.send_text(json.dumps({"type": "session.end"}))
+            results = [receive_until_close(ws) for ws in (a, b)]
+    finally:
+        pool.on_batch = recorded
+    assert all(len(r.audio) == len(clip) // 4 for r in results)
+    steps = [rows for model, op, rows in batches if model == "denoise" and op == "step"]
+    assert max(steps) == 2, steps  # the two streams shared calls
