@@ -19,7 +19,7 @@ Shape of the thing::
 Streaming sessions (:class:`Session`) are resident: the model state of a stream stays on the worker that
 opened it (states of SSM models are KBs to MBs, too big to ship per 20 ms chunk), and that worker steps all
 of its sessions of one model together as one batch. Long uploads use the same sessions to run chunk by chunk
-in bounded memory; the websocket endpoints will use them for live audio.
+in bounded memory; the websocket endpoints (:mod:`app.routes.stream`) use them for live audio.
 
 Why worker processes by default (``worker_mode="thread"`` exists for measurements and debugging): measured on
 the 2-core CPU with small models (``bench/service.py``, 1 intra-op thread per worker), throughput and server
