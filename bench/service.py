@@ -7,6 +7,8 @@ the HTTP event loop (the processes-vs-threads question).
 
     python bench/service.py --url http://127.0.0.1:8000
     python bench/service.py --serve process --random-models /tmp/bench-models   # starts (and stops) a server
+    python bench/service.py --serve process --workers 0 --endpoints keywords --audio-seconds 1 \
+        --set max_batch_size=1                     # the shipped checkpoints, one worker per core, no batching
 
 RTF is latency / audio seconds per request (lower is better; < 1 is faster than real time), so it includes
 queueing: at high concurrency it measures what a caller experiences, not the model alone.
@@ -156,12 +158,15 @@ def make_random_models(directory: Path) -> dict[str, str]:
             for task in ("kws", "denoise", "asr")}
 
 
-def start_server(mode: str, models: dict[str, str] | None, workers: int) -> tuple[subprocess.Popen, str]:
+def start_server(mode: str, models: dict[str, str] | None, workers: int,
+                 settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """A local server; ``settings``: more of its settings by name (``max_batch_size``: CENTAURUS_MAX_BATCH_SIZE)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "CENTAURUS_PORT": str(port), "CENTAURUS_HOST": "127.0.0.1", "CENTAURUS_WORKER_MODE": mode,
-           "CENTAURUS_WORKERS_PER_DEVICE": str(workers), "CENTAURUS_LOG_LEVEL": "warning"}
+           "CENTAURUS_WORKERS_PER_DEVICE": str(workers), "CENTAURUS_LOG_LEVEL": "warning",
+           **{f"CENTAURUS_{name.upper()}": value for name, value in (settings or {}).items()}}
     if models:
         env["CENTAURUS_MODELS"] = json.dumps(models)
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env)
@@ -206,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=2000, help="cap per cell")
     parser.add_argument("--audio-seconds", type=float, default=5.0, help="length of the test clip")
     parser.add_argument("--serve", choices=["process", "thread"], help="start a server in this worker mode")
-    parser.add_argument("--workers", type=int, default=1, help="workers per device for --serve")
+    parser.add_argument("--workers", type=int, default=1, help="workers per device for --serve (0: one per core)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                        help="another server setting for --serve, e.g. --set max_batch_size=1 (repeatable)")
     parser.add_argument("--server-pid", type=int, help="pid of a local server, to count its CPU per request")
     parser.add_argument("--random-models", type=Path, help="with --serve: build random small models here")
     args = parser.parse_args(argv)
@@ -214,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown endpoints {sorted(unknown)}")
 
+    settings = dict(item.split("=", 1) for item in args.settings)
     process, base = None, args.url
     if args.serve:
         models = make_random_models(args.random_models) if args.random_models else None
-        process, base = start_server(args.serve, models, args.workers)
+        process, base = start_server(args.serve, models, args.workers, settings)
     try:
         rows = asyncio.run(run(args, base, process.pid if process is not None else args.server_pid))
     finally:
@@ -225,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             process.terminate()
             process.wait(60)
     print_table(rows)
-    print(json.dumps({"url": base, "mode": args.serve, "audio_seconds": args.audio_seconds, "results": rows}))
+    print(json.dumps({"url": base, "mode": args.serve, "workers": args.workers if args.serve else None,
+                      "settings": settings, "audio_seconds": args.audio_seconds, "results": rows}))
     return 0
 
 
