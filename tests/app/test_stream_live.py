@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal as signal_module
 import subprocess
 import sys
 import time
@@ -191,3 +192,26 @@ def test_the_demo_page_streams_the_microphone(live_server, browser_launcher, tmp
         assert page.locator("#live-keywords li").count() == stats["keywords"]
     finally:
         browser.close()
+
+
+def test_a_stream_whose_worker_dies_gets_worker_lost_and_1013(live_server):
+    """Last in this module: it costs the server a worker restart."""
+    clip = signal(0.5)[0].astype("<f4").tobytes()
+    with connect(ws_url(live_server, "transcribe")) as ws:
+        ws.send(json.dumps({"type": "session.start", "encoding": "pcm_f32le"}))
+        assert json.loads(ws.recv())["type"] == "session.started"
+        workers = httpx.get(f"{live_server}/health/ready").json()["workers"]
+        os.kill(workers[0]["pid"], signal_module.SIGKILL)
+        messages = []
+        with pytest.raises(ConnectionClosed):
+            while True:  # keep streaming until the server gives up on the stream
+                ws.send(clip)
+                try:
+                    messages.append(ws.recv(timeout=0.2))
+                except TimeoutError:
+                    pass
+        with contextlib.suppress(ConnectionClosed):
+            while True:  # what arrived before the close
+                messages.append(ws.recv(timeout=1))
+        errors = [json.loads(m)["code"] for m in messages if isinstance(m, str) and json.loads(m)["type"] == "error"]
+        assert errors == ["worker_lost"] and ws.close_code == 1013
