@@ -130,9 +130,16 @@ def resampling_rates(from_rate: int, to_rate: int) -> tuple[int, int]:
 
 
 def resample(samples: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
-    """``(..., L)`` at ``from_rate`` -> ``(..., round(L * to_rate / from_rate))`` at ``to_rate``."""
+    """``(..., L)`` at ``from_rate`` -> ``(..., round(L * to_rate / from_rate))`` at ``to_rate``.
+
+    Raises 400 when a non-empty clip would become empty (one sample at 44.1 kHz is none at 16 kHz): the networks
+    need at least one sample, and a zero-length input must never reach them.
+    """
     if from_rate == to_rate:
         return samples
+    if samples.shape[-1] and round(samples.shape[-1] * to_rate / from_rate) == 0:
+        raise BadRequest(f"the audio is too short: {samples.shape[-1]} sample(s) at {from_rate} Hz is less than one "
+                         f"sample at {to_rate} Hz", code="audio_too_short", param="file")
     out = torchaudio.functional.resample(samples, *resampling_rates(from_rate, to_rate))
     target = round(samples.shape[-1] * to_rate / from_rate)
     # resample's length is ceil(); keep durations exact to the sample so round trips preserve length.

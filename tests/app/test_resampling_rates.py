@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from app.audio import resample, resampling_rates
+from app.errors import BadRequest
 
 
 @pytest.mark.parametrize("rate", [44100, 48000, 22050, 11025, 8000, 32000, 96000, 16000])
@@ -31,3 +32,12 @@ def test_coprime_rates_get_a_small_kernel_and_keep_the_pitch(from_rate, to_rate)
     spectrum = torch.fft.rfft(out * torch.hann_window(out.shape[-1]))
     peak_hz = int(spectrum.abs().argmax()) * to_rate / out.shape[-1]
     assert abs(peak_hz - tone) <= 2.5  # one FFT bin at 0.5 s
+
+
+@pytest.mark.parametrize("samples,rate", [(1, 44100), (1, 48000), (2, 96000), (1, 384000)])
+def test_a_clip_shorter_than_one_sample_at_the_model_rate_is_refused(samples, rate):
+    # Resampled, it would be empty, and a zero-length input must never reach a network.
+    with pytest.raises(BadRequest, match="too short"):
+        resample(torch.ones(samples), rate, 16000)
+    assert resample(torch.ones(samples), rate, rate).shape == (samples,)
+    assert resample(torch.ones(3), 44100, 16000).shape == (1,)
