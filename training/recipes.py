@@ -58,7 +58,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=30000, batch_size=32, lr=5e-3,
            weight_decay=0.05, warmup_fraction=0.03, eval_every=5000, tolerance={"accuracy": 0.02},
            **_COMMON_SYNTH),
-    Recipe(name="denoise-synthetic", task="denoise", data_root="data/corpus/denoise", steps=5000, batch_size=8,
+    Recipe(name="denoise-synthetic", task="denoise", data_root="data/corpus/denoise", steps=4000, batch_size=8,
            lr=3e-3, weight_decay=0.0, warmup_fraction=0.03, segment_seconds=1.0, eval_every=1000, eval_batches=8,
            tolerance={"si_snr_improvement": 1.0, "pesq_improvement": 0.15}, corpus_size="1500,100,150",
            **_COMMON_SYNTH),

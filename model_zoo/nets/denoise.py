@@ -96,6 +96,23 @@ class DenoiseNet(nn.Module):
         self.out_stage = SSMStage(config.layer, previous, previous)
         self.out_layer = config.layer.build(previous, frame_channels)
         self.synthesis = Upsample(config.filters, 1, config.frame) if filterbank else None
+        if filterbank:
+            self._init_perfect_reconstruction()
+
+    @torch.no_grad()
+    def _init_perfect_reconstruction(self) -> None:
+        """Start from filterbanks that reconstruct their input exactly: analysis filters ``+F`` and ``-F``
+        (so ReLU keeps both signs), synthesis ``[P, -P]`` with ``P F = I``. Training then begins at the identity
+        (with the mask near 1/2) instead of first having to learn to reconstruct speech at all."""
+        filters, frame = self.config.filters, self.config.frame
+        if filters % 2 or filters // 2 < frame:
+            raise ValueError(f"filterbank needs an even number of filters >= 2 * frame, got {filters} for {frame}")
+        basis = torch.randn(filters // 2, frame) / math.sqrt(frame)
+        inverse = torch.linalg.pinv(basis)  # (frame, filters / 2)
+        self.analysis.conv.weight.copy_(torch.cat([basis, -basis])[:, None, :])
+        self.analysis.conv.bias.zero_()
+        self.synthesis.conv.weight.copy_(torch.cat([inverse, -inverse], dim=1)[:, :, None])
+        self.synthesis.conv.bias.zero_()
 
     @property
     def frame_length(self) -> int:

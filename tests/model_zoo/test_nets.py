@@ -108,6 +108,15 @@ def test_denoiser_waveform_frontend_streams_exactly():
         assert rel_err(stream(model, x, random.Random(3)), model(x)) < 1e-9
 
 
+def test_denoiser_filterbanks_start_as_perfect_reconstruction():
+    torch.manual_seed(0)
+    model = tiny_denoise().double()
+    x = torch.randn(2, 1, 300, dtype=torch.float64)
+    assert rel_err(model.synthesis(model.analysis(x).relu()), x) < 1e-5  # initialised in float32
+    with pytest.raises(ValueError, match="even number of filters"):
+        DenoiseNet(DenoiseConfig(channels=(4,), factors=(2,), filters=6, frame=4))
+
+
 def test_denoiser_rejects_unknown_frontend():
     with pytest.raises(ValueError, match="front end"):
         DenoiseConfig(frontend="stft")
