@@ -163,7 +163,7 @@ class DenoiseProtocol(TaskProtocol):
         # Resampling there and back can round the length by a sample; the offline endpoint crops or pads too.
         total = self.stream.received
         rest = rest[: max(0, total - self.sent)]
-        rest = np.pad(rest, (0, total - self.sent - len(rest)))
+        rest = np.pad(rest, (0, max(0, total - self.sent - len(rest))))
         await self._send_audio(rest.astype(np.float32))
 
 
