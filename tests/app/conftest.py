@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from service_testkit import build_tiny_models, settings_for, wait_ready
+from service_testkit import build_tiny_models, settings_for, start_server, stop_server, wait_ready
 
 from app.main import create_app
 
@@ -20,3 +20,14 @@ def client(tiny_models):
     with TestClient(create_app(settings_for(tiny_models))) as c:
         wait_ready(c)
         yield c
+
+
+@pytest.fixture(scope="session")
+def loopback_server(tiny_models, tmp_path_factory):
+    """A real ``centaurus-speech serve`` on loopback, shared by the fuzz and fault tests (one start is the
+    expensive part). Small limits, so oversized bodies and over-long audio are cheap to send; 1 s chunks, so
+    a clip of a few seconds already runs through a resident session."""
+    running = start_server(tiny_models, tmp_path_factory.mktemp("loopback") / "server.log", max_upload_mb="2",
+                           max_audio_seconds="30", chunk_seconds="1")
+    yield running
+    stop_server(running)

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 import wave
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from app.settings import Settings
 from model_zoo.checkpoint import save
 from model_zoo.nets import build_network
 from model_zoo.nets.blocks import LayerSpec
+from model_zoo.nets.ctc import WordLanguageModel
 
 # ffmpeg arguments per container, as a browser or phone would produce them.
 FORMATS = {
@@ -44,8 +46,11 @@ def build_tiny_models(directory: Path) -> dict[str, str]:
                                  bottleneck=LayerSpec(mode="s5", state_dim=4, blocks=2)),
         "asr": build_network("asr", "tiny", width=32, depth=1, n_mels=20, layer=tiny),
     }
-    return {task: str(save(net.eval(), directory / task, name=task, task=task)) + ".json"
-            for task, net in networks.items()}
+    paths = {task: str(save(net.eval(), directory / task, name=task, task=task)) + ".json"
+             for task, net in networks.items()}
+    # The recognizer ships a word language model, so beam search runs with it as in production.
+    WordLanguageModel.from_transcripts(["hello world", "the world is wide"]).save(directory / "asr.lm.json")
+    return paths
 
 
 def settings_for(models: dict[str, str], **overrides) -> Settings:
@@ -90,3 +95,79 @@ def encoded(fmt: str, seconds: float = 1.0, rate: int = 16000, channels: int = 1
         subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(source), *FORMATS[fmt], str(target)],
                        check=True, capture_output=True)
         return target.read_bytes()
+
+
+@dataclass
+class ServerProcess:
+    """A real ``centaurus-speech serve`` on a loopback port: its base URL, the process, its log file and the
+    headers a client needs (the API key, when the server has keys)."""
+
+    base: str
+    process: subprocess.Popen
+    log: Path
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def metric(self, name: str) -> float:
+        """One unlabelled value from ``/metrics`` (e.g. ``centaurus_worker_restarts``)."""
+        import httpx
+
+        for line in httpx.get(f"{self.base}/metrics", headers=self.headers, timeout=10).text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(models: dict[str, str], log: Path, ready_timeout: float = 600.0, **settings: str) -> ServerProcess:
+    """Start the service under uvicorn, as ``scripts/serve`` would, and wait until ``/health/ready`` is 200.
+
+    ``settings`` become ``CENTAURUS_<NAME>`` variables (one worker process, one thread, 5 ms batch wait unless
+    given). The caller stops it (:func:`stop_server`).
+    """
+    import json
+    import os
+    import sys
+
+    import httpx
+
+    port = free_port()
+    defaults = {"torch_threads": "1", "log_level": "warning", "workers_per_device": "1", "max_batch_wait_ms": "5"}
+    env = {**os.environ, "CENTAURUS_MODELS": json.dumps(models), "CENTAURUS_PORT": str(port),
+           "CENTAURUS_HOST": "127.0.0.1",
+           **{f"CENTAURUS_{k.upper()}": str(v) for k, v in {**defaults, **settings}.items()}}
+    cli = Path(sys.executable).with_name("centaurus-speech")
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "app.cli"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen([*command, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    keys = str(settings.get("api_keys", ""))
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, log,
+                           {"X-API-Key": keys.split(",")[0].strip()} if keys else {})
+    end = time.monotonic() + ready_timeout
+    while process.poll() is None and time.monotonic() < end:
+        try:
+            if httpx.get(f"{server.base}/health/ready", headers=server.headers, timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)  # never leave a half-started server behind
+    raise AssertionError(f"server never became ready (exit code {process.returncode}):\n{log.read_text()}")
+
+
+def stop_server(server: ServerProcess, timeout: float = 30.0) -> int | None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``; returns the exit code."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(10)
+    return server.process.returncode
