@@ -21,20 +21,23 @@ from .metrics import Metrics
 from .schemas import AudioForm
 from .service import Engine
 from .settings import Settings
+from .wav import split_pcm_wav
 
 __all__ = ["get_settings", "get_engine", "get_metrics", "require_api_key", "require_ops_key", "resolve_model",
            "read_audio", "deadline_for", "AudioRequest", "audio_request", "AudioCall", "AudioUpload"]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    # Every dependency here is async although none awaits: FastAPI runs a plain def dependency in the thread
+    # pool, one hop per dependency per request for what is an attribute lookup.
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine = request.app.state.engine
     if engine is None:
         raise NotReady("the service is starting", headers={"Retry-After": "1"})
@@ -60,11 +63,11 @@ def _check_key(request: Request, settings: Settings) -> None:
         raise Unauthorized("invalid API key", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+async def require_api_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
     _check_key(request, settings)
 
 
-def require_ops_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
+async def require_ops_key(request: Request, settings: Settings = Depends(get_settings)) -> None:
     if settings.ops_require_key:
         _check_key(request, settings)
 
@@ -102,6 +105,8 @@ async def read_audio(file: UploadFile, form: AudioForm, settings: Settings, requ
             raise InvalidParameter(f"{'.'.join(map(str, problem['loc'])) or 'query'}: {problem['msg']}",
                                    param=".".join(map(str, problem["loc"])) or None) from None
     data = await file.read()
+    if raw is None and (wav := split_pcm_wav(data)) is not None:
+        raw, data = wav  # plain PCM WAV: decoded without FFmpeg (see app.wav)
     return await asyncio.to_thread(decode, data, raw=raw, max_seconds=settings.max_audio_seconds)
 
 
@@ -139,7 +144,6 @@ class AudioRequest:
 
 async def audio_request(request: Request, settings: Settings = Depends(get_settings),
                         engine: Engine = Depends(get_engine), metrics: Metrics = Depends(get_metrics)) -> AudioRequest:
-    # async: a plain def dependency would cost every request a hop through the thread pool.
     return AudioRequest(request, settings, engine, metrics)
 
 

@@ -12,6 +12,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redact_server_logs()  # websocket keys may come as ?api_key=, and uvicorn logs query strings
+        # Audio work in this process (decode, resample, encode) already runs one request per thread; torch's
+        # intra-op threads on top spin-wait for each other on a busy CPU (decoding a 5 s WAV: 51 ms of CPU with
+        # 2 threads, 9.5 ms with 1, on the 2-core machine). The workers set their own count.
+        torch.set_num_threads(1)
         await pool.start()
         app.state.codecs = asyncio.create_task(asyncio.to_thread(warm_up), name="warm-codecs")
         log.info("serving %s on %s", ", ".join(f"{n} ({c['task']})" for n, c in cards.items()) or "no models",
