@@ -65,3 +65,14 @@ def test_missing_inputs_leave_their_sections_out(tmp_path):
     report = load_report_module()
     text = report.write_report({"service": tmp_path / "absent.txt"}, tmp_path / "R.md", tmp_path / "plots")
     assert "_no service or layer results given_" in text and "![" not in text
+
+
+def test_streaming_benchmark_cpu_times_lead_the_headline(tmp_path):
+    report = load_report_module()
+    stream = {"streaming": {"threads_1": {"threads": 1, "networks": {"asr": {
+        "wall": {"rtf": 0.5, "x_real_time": 2.0}, "cpu": {"rtf": 0.04, "x_real_time": 25.0}}}}}}
+    path = tmp_path / "streaming.txt"
+    path.write_text(json.dumps(stream) + "\n")
+    text = report.write_report({"streaming": path}, tmp_path / "R.md", tmp_path / "plots")
+    assert "| `asr` | bench/streaming.py, 1 thread(s), cpu time | 0.040 | 25 |" in text
+    assert "wall time" in text  # both clocks in the RTF table and plot
