@@ -22,7 +22,7 @@ def streamed(resampler: StreamResampler, clip: np.ndarray, rng: np.random.Genera
 
 @pytest.mark.parametrize("from_rate,to_rate", [(48000, 16000), (16000, 48000), (44100, 16000), (16000, 44100),
                                                (8000, 16000), (22050, 16000), (16000, 16000)])
-@pytest.mark.parametrize("length", [1, 7, 441, 20011])
+@pytest.mark.parametrize("length", [2, 7, 441, 20011])
 def test_any_framing_equals_offline_resampling(from_rate, to_rate, length):
     rng = np.random.default_rng(length + from_rate)
     clip = rng.standard_normal(length).astype(np.float32)
