@@ -80,8 +80,12 @@ class ResidualSSMBlock(nn.Module):
 
     def step(self, x: Tensor, state) -> tuple[Tensor, object]:
         y, state = self.ssm.step(self.ssm_norm(x), state)
-        x = x + self.dropout(nn.functional.silu(y))
-        return x + self.dropout(self.ffn(x)), state
+        # Dropout is called only in training: at inference it is the identity, and one call costs as much as
+        # an op of this step (streaming is dispatch-bound).
+        update = nn.functional.silu(y)
+        x = x + (self.dropout(update) if self.training else update)
+        update = self.ffn(x)
+        return x + (self.dropout(update) if self.training else update), state
 
 
 class ASRNet(nn.Module):

@@ -63,7 +63,9 @@ class ChannelNorm(nn.Module):
         self.norm = nn.LayerNorm(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+        norm = self.norm  # functional: one module call fewer per step (streaming is dispatch-bound)
+        return nn.functional.layer_norm(x.transpose(1, 2), norm.normalized_shape, norm.weight, norm.bias,
+                                        norm.eps).transpose(1, 2)
 
 
 class Pointwise(nn.Conv1d):
@@ -77,7 +79,12 @@ class Pointwise(nn.Conv1d):
         super().__init__(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = torch.matmul(self.weight[:, :, 0], x)
+        weight = self.weight[:, :, 0]
+        if x.shape[0] == 1 and self.bias is not None:
+            # One sample (streaming): a 2-D addmm. The batched matmul of a (1, C, T) input with a few frames
+            # T > 1 was 4x slower, and the separate bias add is one more op.
+            return torch.addmm(self.bias[:, None], weight, x[0]).unsqueeze(0)
+        y = torch.matmul(weight, x)
         return y if self.bias is None else y + self.bias[:, None]
 
 
@@ -86,7 +93,10 @@ def _strided(conv: nn.Conv1d, x: Tensor) -> Tensor:
     b, c, length = x.shape
     r = conv.kernel_size[0]
     frames = x[..., : length - length % r].reshape(b, c, -1, r).permute(0, 2, 1, 3).reshape(b, -1, c * r)
-    y = torch.matmul(frames, conv.weight.reshape(conv.out_channels, c * r).T).transpose(1, 2)
+    weight = conv.weight.reshape(conv.out_channels, c * r).T
+    if b == 1 and conv.bias is not None:  # one sample (streaming): a 2-D addmm with the bias, one op
+        return torch.addmm(conv.bias, frames[0], weight).T.unsqueeze(0)
+    y = torch.matmul(frames, weight).transpose(1, 2)
     return y if conv.bias is None else y + conv.bias[:, None]
 
 
@@ -133,6 +143,10 @@ class Upsample(nn.Module):
         return y.transpose(2, 3).reshape(b, self.out_channels, length * self.factor)
 
 
+# Blocks that are the identity at inference: streaming skips their call.
+_EVAL_IDENTITY = (nn.Dropout, nn.Dropout1d, nn.Identity)
+
+
 class StreamingSequential(nn.Sequential):
     """``nn.Sequential`` that also streams: its state is the list of its blocks' states."""
 
@@ -142,15 +156,22 @@ class StreamingSequential(nn.Sequential):
         return [init_module_state(m, batch_size, device, dtype) for m in self]
 
     def step(self, x: Tensor, state: list) -> tuple[Tensor, list]:
-        new_state = []
-        for module, s in zip(self, state):
-            if x.shape[-1] == 0:  # nothing reached this block: keep its state, pass nothing on
-                new_state.append(s)
-                x = x.new_zeros(x.shape[0], getattr(module, "out_channels", x.shape[1]), 0)
-                continue
-            x, s = step_module(module, x, s)
-            new_state.append(s)
+        new_state = list(state)
+        for index, module in enumerate(self):
+            if x.shape[-1] == 0:  # nothing reached this block: keep the states, pass nothing on
+                return self._empty_output(x, index), new_state
+            if not module.training and isinstance(module, _EVAL_IDENTITY):
+                continue  # dropout at inference: skip the call (streaming is dispatch-bound)
+            x, new_state[index] = step_module(module, x, state[index])
         return x, new_state
+
+    def _empty_output(self, x: Tensor, index: int) -> Tensor:
+        """The empty ``(B, C, 0)`` output for an empty chunk at block ``index``: C from the last block that
+        declares ``out_channels`` (else the input's)."""
+        channels = x.shape[1]
+        for module in list(self)[index:]:
+            channels = getattr(module, "out_channels", channels)
+        return x.new_zeros(x.shape[0], channels, 0)
 
 
 class SSMStage(StreamingSequential):
@@ -192,7 +213,18 @@ class LogMel(nn.Module):
         return torch.zeros(batch_size, 0, device=device, dtype=dtype)
 
     def step(self, waveform: Tensor, pending: Tensor) -> tuple[Tensor, Tensor]:
-        """Chunk ``(B, T)`` -> the frames it completes ``(B, n_mels, F)`` and the samples still needed."""
+        """Chunk ``(B, T)`` -> the frames it completes ``(B, n_mels, F)`` and the samples still needed.
+
+        The same spectrogram as :meth:`forward`, computed directly (windowed frames, rfft, power, mel matrix)
+        rather than through torchaudio's transforms, whose argument handling cost more than the maths for the
+        two frames of a 20 ms chunk."""
         buffered = torch.cat([pending.to(waveform.dtype), waveform], dim=-1)
-        frames = self(buffered)
-        return frames, buffered[:, frames.shape[-1] * HOP:]
+        count = 0 if buffered.shape[-1] < WINDOW else 1 + (buffered.shape[-1] - WINDOW) // HOP
+        if count == 0:
+            return waveform.new_zeros(waveform.shape[0], self.out_channels, 0), buffered
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            spec, mel = self.mel.spectrogram, self.mel.mel_scale
+            frames = buffered.float().unfold(-1, WINDOW, HOP)  # (B, F, WINDOW), a view
+            power = torch.fft.rfft(frames * spec.window).abs().pow(2)  # (B, F, WINDOW // 2 + 1)
+            features = torch.log(torch.matmul(power, mel.fb) + 1e-6).transpose(1, 2)
+        return features.to(waveform.dtype), buffered[:, count * HOP:]

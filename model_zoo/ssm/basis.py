@@ -32,6 +32,14 @@ from torch import Tensor
 __all__ = ["weighted_basis", "complex_powers", "basis_convolution", "scan_block"]
 
 
+def _full_precision(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """float32 in place of half precision (float64 stays). The basis and the scan run outside autocast, in
+    at least float32, like the FFT (fftconv.py): slowly decaying kernels and a state carried over thousands
+    of steps lose their tails in bfloat16."""
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+    return tuple(t.to(dtype) for t in tensors)
+
+
 def complex_powers(decay: Tensor, freq: Tensor, exponents: Tensor) -> Tensor:
     """``lambda^m`` for ``lambda = exp(decay + i freq)``: ``(...)`` and ``(M,)`` -> complex ``(..., M)``."""
     m = exponents.to(decay.dtype)
@@ -98,13 +106,16 @@ class _WeightedBasis(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        weight, decay, freq = ctx.saved_tensors
-        length = ctx.length
-        grad = grad[:, :length]  # the padding is constant
-        block, n_blocks = _blocks(length)
-        outer = complex_powers(decay, freq, torch.arange(n_blocks, device=grad.device) * block)
-        s0, s1 = _blocked_sums(grad, decay, freq, outer, block, n_blocks)
-        return s0.real, weight * s1.real, -weight * s1.imag, None, None
+        # Runs outside autocast (backward may be called inside it), in the forward's precision.
+        with torch.autocast(device_type=grad.device.type, enabled=False):
+            grad = grad.to(ctx.saved_tensors[0].dtype)
+            weight, decay, freq = ctx.saved_tensors
+            length = ctx.length
+            grad = grad[:, :length]  # the padding is constant
+            block, n_blocks = _blocks(length)
+            outer = complex_powers(decay, freq, torch.arange(n_blocks, device=grad.device) * block)
+            s0, s1 = _blocked_sums(grad, decay, freq, outer, block, n_blocks)
+            return s0.real, weight * s1.real, -weight * s1.imag, None, None
 
 
 def weighted_basis(weight: Tensor, decay: Tensor, freq: Tensor, length: int, padded: int | None = None) -> Tensor:
@@ -117,11 +128,12 @@ def weighted_basis(weight: Tensor, decay: Tensor, freq: Tensor, length: int, pad
     Returns:
         ``(R, L)`` or ``(R, padded)``.
     """
-    weight, decay, freq = torch.broadcast_tensors(weight, decay, freq)
+    weight, decay, freq = _full_precision(*torch.broadcast_tensors(weight, decay, freq))
     padded = length if padded is None else padded
     if padded < length:
         raise ValueError(f"padded={padded} is shorter than length={length}")
-    return _WeightedBasis.apply(weight.contiguous(), decay.contiguous(), freq.contiguous(), length, padded)
+    with torch.autocast(device_type=weight.device.type, enabled=False):
+        return _WeightedBasis.apply(weight.contiguous(), decay.contiguous(), freq.contiguous(), length, padded)
 
 
 # ---- convolution with a weighted basis, by chunked scan ---------------------------------------------------------
@@ -227,50 +239,53 @@ class _BasisConvolution(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
-        x, weight, decay, freq, h_before = ctx.saved_tensors
-        block = ctx.block
-        prefix, rows, _ = x.shape
-        states = weight.shape[-1]
-        # grad_x[s] = sum_{t >= s} k[t - s] g[t]: the same convolution run backwards in time.
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _scan_forward(grad, _scan_tables(weight, decay, freq, block, reverse=True), block, True)[0]
-        if not any(ctx.needs_input_grad[1:4]):
-            return grad_x, None, None, None, None
-        # With h[t] = sum_{s <= t} lambda^(t-s) x[s] and m[t] = sum_{s <= t} (t-s) lambda^(t-s) x[s]
-        # (per prefix row, kernel row and state), y = Re sum W h, so
-        #   dW = Re S0, d decay = W Re S1, d freq = -W Im S1,   S0 = sum_t g h,  S1 = sum_t g m.
-        # Split at chunks (t = qT + p; H[q], M[q] are h and m just before chunk q):
-        #   h[t] = lambda^(p+1) H[q] + sum_{p' <= p} lambda^(p-p') x[q, p']
-        #   m[t] = lambda^(p+1) ((p+1) H[q] + M[q]) + sum_{p' <= p} (p-p') lambda^(p-p') x[q, p']
-        #   M[q+1] = lambda^T (M[q] + T H[q]) + sum_p (T-1-p) lambda^(T-1-p) x[q, p]
-        # Every sum over rows and chunks is then a product with g:
-        #   z[p', p] = sum x[q, p'] g[q, p],  zh[., p] = sum H[q] g[q, p],  zm[., p] = sum M[q] g[q, p],
-        # and S0 = sum_d lambda^d c[d] + sum_p lambda^(p+1) zh[p],
-        #     S1 = sum_d d lambda^d c[d] + sum_p lambda^(p+1) ((p+1) zh[p] + zm[p]),  c[d] = sum_p z[p - d, p].
-        p = torch.arange(block, device=grad.device)
-        step = complex_powers(decay, freq, torch.tensor([block], device=grad.device))[..., 0]
-        chunks, g = _chunks(x, block), _chunks(grad, block)
-        weights_in = (block - 1 - p) * complex_powers(decay, freq, block - 1 - p)
-        local = _chunk_major(torch.bmm(chunks, _per_row(_interleave(weights_in).transpose(1, 2), prefix)), prefix)
-        local.add_(h_before * (block * step))
-        m_before = _carry(local, step, reverse=False)
+        # Runs outside autocast (backward may be called inside it), in the forward's precision.
+        with torch.autocast(device_type=grad.device.type, enabled=False):
+            grad = grad.to(ctx.saved_tensors[0].dtype)
+            x, weight, decay, freq, h_before = ctx.saved_tensors
+            block = ctx.block
+            prefix, rows, _ = x.shape
+            states = weight.shape[-1]
+            # grad_x[s] = sum_{t >= s} k[t - s] g[t]: the same convolution run backwards in time.
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_x = _scan_forward(grad, _scan_tables(weight, decay, freq, block, reverse=True), block, True)[0]
+            if not any(ctx.needs_input_grad[1:4]):
+                return grad_x, None, None, None, None
+            # With h[t] = sum_{s <= t} lambda^(t-s) x[s] and m[t] = sum_{s <= t} (t-s) lambda^(t-s) x[s]
+            # (per prefix row, kernel row and state), y = Re sum W h, so
+            #   dW = Re S0, d decay = W Re S1, d freq = -W Im S1,   S0 = sum_t g h,  S1 = sum_t g m.
+            # Split at chunks (t = qT + p; H[q], M[q] are h and m just before chunk q):
+            #   h[t] = lambda^(p+1) H[q] + sum_{p' <= p} lambda^(p-p') x[q, p']
+            #   m[t] = lambda^(p+1) ((p+1) H[q] + M[q]) + sum_{p' <= p} (p-p') lambda^(p-p') x[q, p']
+            #   M[q+1] = lambda^T (M[q] + T H[q]) + sum_p (T-1-p) lambda^(T-1-p) x[q, p]
+            # Every sum over rows and chunks is then a product with g:
+            #   z[p', p] = sum x[q, p'] g[q, p],  zh[., p] = sum H[q] g[q, p],  zm[., p] = sum M[q] g[q, p],
+            # and S0 = sum_d lambda^d c[d] + sum_p lambda^(p+1) zh[p],
+            #     S1 = sum_d d lambda^d c[d] + sum_p lambda^(p+1) ((p+1) zh[p] + zm[p]),  c[d] = sum_p z[p - d, p].
+            p = torch.arange(block, device=grad.device)
+            step = complex_powers(decay, freq, torch.tensor([block], device=grad.device))[..., 0]
+            chunks, g = _chunks(x, block), _chunks(grad, block)
+            weights_in = (block - 1 - p) * complex_powers(decay, freq, block - 1 - p)
+            local = _chunk_major(torch.bmm(chunks, _per_row(_interleave(weights_in).transpose(1, 2), prefix)), prefix)
+            local.add_(h_before * (block * step))
+            m_before = _carry(local, step, reverse=False)
 
-        def summed(states_or_samples: Tensor) -> Tensor:  # (P R, Q, n) -> sum over rows and chunks with g
-            return torch.bmm(states_or_samples.transpose(1, 2), g).view(prefix, rows, -1, block).sum(0)
+            def summed(states_or_samples: Tensor) -> Tensor:  # (P R, Q, n) -> sum over rows and chunks with g
+                return torch.bmm(states_or_samples.transpose(1, 2), g).view(prefix, rows, -1, block).sum(0)
 
-        def as_complex(pairs: Tensor) -> Tensor:  # (R, 2S, T) interleaved -> complex (R, S, T)
-            return torch.view_as_complex(pairs.unflatten(1, (states, 2)).transpose(2, 3).contiguous())
+            def as_complex(pairs: Tensor) -> Tensor:  # (R, 2S, T) interleaved -> complex (R, S, T)
+                return torch.view_as_complex(pairs.unflatten(1, (states, 2)).transpose(2, 3).contiguous())
 
-        z = summed(chunks)
-        zh, zm = as_complex(summed(_row_major(h_before))), as_complex(summed(_row_major(m_before)))
-        lag = (p[None, :] - p[:, None]).expand(rows, block, block)  # [p', p] -> p - p'
-        inside = torch.where(lag >= 0, z, 0).reshape(rows, -1)
-        corr = z.new_zeros(rows, block).scatter_add_(1, lag.clamp(min=0).reshape(rows, -1), inside)  # c[d]
-        lam, lam_next = complex_powers(decay, freq, p), complex_powers(decay, freq, p + 1)  # (R, S, T)
-        s0 = (lam * corr[:, None]).sum(-1) + (lam_next * zh).sum(-1)
-        s1 = (lam * (corr * p)[:, None]).sum(-1) + (lam_next * ((p + 1) * zh + zm)).sum(-1)
-        return grad_x, s0.real, weight * s1.real, -weight * s1.imag, None
+            z = summed(chunks)
+            zh, zm = as_complex(summed(_row_major(h_before))), as_complex(summed(_row_major(m_before)))
+            lag = (p[None, :] - p[:, None]).expand(rows, block, block)  # [p', p] -> p - p'
+            inside = torch.where(lag >= 0, z, 0).reshape(rows, -1)
+            corr = z.new_zeros(rows, block).scatter_add_(1, lag.clamp(min=0).reshape(rows, -1), inside)  # c[d]
+            lam, lam_next = complex_powers(decay, freq, p), complex_powers(decay, freq, p + 1)  # (R, S, T)
+            s0 = (lam * corr[:, None]).sum(-1) + (lam_next * zh).sum(-1)
+            s1 = (lam * (corr * p)[:, None]).sum(-1) + (lam_next * ((p + 1) * zh + zm)).sum(-1)
+            return grad_x, s0.real, weight * s1.real, -weight * s1.imag, None
 
 
 def basis_convolution(x: Tensor, weight: Tensor, decay: Tensor, freq: Tensor) -> Tensor:
@@ -289,6 +304,7 @@ def basis_convolution(x: Tensor, weight: Tensor, decay: Tensor, freq: Tensor) ->
     Returns:
         ``(P, R, L)``, a strided view of a padded buffer.
     """
-    weight, decay, freq = torch.broadcast_tensors(weight, decay, freq)
+    x, weight, decay, freq = _full_precision(x, *torch.broadcast_tensors(weight, decay, freq))
     block = scan_block(weight.shape[-1])
-    return _BasisConvolution.apply(x, weight.contiguous(), decay.contiguous(), freq.contiguous(), block)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _BasisConvolution.apply(x, weight.contiguous(), decay.contiguous(), freq.contiguous(), block)

@@ -213,7 +213,7 @@ class SSMLayer(nn.Module):
             weights[name] = nn.Parameter(torch.randn(self._shape(idx)) / math.sqrt(fan_in))
         self.weights = nn.ParameterDict(weights)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self._plans: dict[tuple[int, int], ContractionPlan] = {}
+        self._plans: dict[tuple[int, int, str], ContractionPlan] = {}
         self._stream_cache: dict = {}
 
     # ---- shapes and parameters -------------------------------------------------------------------------------
@@ -237,21 +237,32 @@ class SSMLayer(nn.Module):
     def _sizes_for(self, batch: int, length: int) -> dict[str, int]:
         return {**self.sizes, "b": batch, TIME: length}
 
-    def contraction_plan(self, batch: int, length: int) -> ContractionPlan:
-        """The order chosen for this (batch, length), its steps and estimated cost (cached)."""
-        key = (batch, length)
+    def convolution_policy(self) -> str:
+        """How the convolution step runs now (``planner.CONVOLUTIONS``): by FFT while training (module in
+        training mode with autograd on, as the paper trains; at the frame-rate lengths our networks train on it
+        was also 2-5x faster forward+backward than the scan, whose many small matrix products dominate there),
+        else whichever of scan and FFT the cost model finds cheaper."""
+        return "fft" if self.training and torch.is_grad_enabled() else "auto"
+
+    def contraction_plan(self, batch: int, length: int, convolution: str | None = None) -> ContractionPlan:
+        """The order chosen for this (batch, length), its steps and estimated cost (cached).
+        ``convolution`` (``"auto"``, ``"fft"``, ``"scan"``) defaults to :meth:`convolution_policy`."""
+        key = (batch, length, convolution or self.convolution_policy())
         if key not in self._plans:
             sizes = self._sizes_for(batch, length)
-            self._plans[key] = plan_contraction(self.spec.network, sizes, fft_length(length), self.memory_limit)
+            self._plans[key] = plan_contraction(
+                self.spec.network, sizes, fft_length(length), self.memory_limit, convolution=key[2]
+            )
         return self._plans[key]
 
-    def candidate_plans(self, batch: int, length: int) -> list[ContractionPlan]:
+    def candidate_plans(self, batch: int, length: int, convolution: str = "auto") -> list[ContractionPlan]:
         """Every order the planner considered, with its cost."""
-        return enumerate_plans(self.spec.network, self._sizes_for(batch, length), fft_length(length))
+        return enumerate_plans(self.spec.network, self._sizes_for(batch, length), fft_length(length), convolution)
 
     # ---- forward -----------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, plan: ContractionPlan | None = None) -> Tensor:
-        """x: ``(B, C_in, L)`` -> ``(B, C_out, L)``. ``plan`` forces an order (default: the cheapest)."""
+        """x: ``(B, C_in, L)`` -> ``(B, C_out, L)``. ``plan`` forces an order (default: the cheapest under
+        :meth:`convolution_policy`)."""
         batch, _, length = x.shape
         plan = plan or self.contraction_plan(batch, length)
         u = x.reshape(batch, self.groups, -1, length) if "g" in self.spec.network.indices[0] else x
@@ -314,12 +325,20 @@ class SSMLayer(nn.Module):
         return torch.zeros(shape, dtype=complex_dtype, device=device or self.a_real.device)
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One chunk: x ``(B, C_in, T)``, any T >= 1 -> y ``(B, C_out, T)`` and the state after the chunk.
+        """One chunk: x ``(B, C_in, T)``, any T >= 0 -> y ``(B, C_out, T)`` and the state after the chunk.
 
         ``y = forward(x) + Re(readout(lambda^(t+1) h))`` and ``h <- lambda^T h + sum_s dt lambda^(T-1-s) drive_s``:
-        the cost depends on T only, never on how much came before.
+        the cost depends on T only, never on how much came before. At inference, short chunks of the dws, s5
+        and neck modes take :meth:`_block_step` (a handful of small products with cached matrices); otherwise,
+        or when gradients are needed, the general path below.
         """
         batch, _, length = x.shape
+        if length == 0:
+            return x.new_zeros(batch, self.out_channels, 0), state
+        if not (torch.is_grad_enabled() and (x.requires_grad or self.a_real.requires_grad)):
+            operators = self._block_operators(length, state.dtype, x.device)
+            if operators is not None:
+                return self._block_step(x, state, operators)
         net, spec, s = self.spec.network, self.spec, self.spec.state
         lam_chunk, free, feed = self._stream_tables(length)
         u_idx = net.indices[0]
@@ -366,6 +385,93 @@ class SSMLayer(nn.Module):
         spectrum = (x_hat * self._stream_cache[key]).sum(3)
         y = irfft_time(spectrum, n_fft, length).reshape(batch, self.out_channels, length)
         return y if self.bias is None else y + self.bias[:, None]
+
+    # ---- the block step: short chunks at inference ---------------------------------------------------------------
+    # dws, s5 and neck are block-diagonal between the drive and the readout: P blocks (dws: the input channels;
+    # s5: the J N states, one each; neck: the J blocks), each with Q complex states fed by one real signal
+    # v[p, t] (dws: the input; s5, neck: B x) and read out as one real signal z[p, t] = Re sum_q E h (s5: E = 1),
+    # then mixed to the outputs by C. Over a chunk of T samples each block is a linear map of real numbers: its
+    # state before (2Q: Re, Im) and its input (T) give its outputs z (T, the state's response plus the kernel's
+    # first T taps as a Toeplitz matrix) and, with lambda^T h, the state after. That is two batched matrix
+    # products over P with matrices cached per chunk length, instead of a planned contraction, FFTs and einsums.
+    BLOCK_STEP_ELEMENTS = 1 << 21  # largest cached block matrices per chunk length (8 MB in float32)
+
+    def _block_operators(self, length: int, complex_dtype: torch.dtype, device: torch.device) -> dict | None:
+        """The cached matrices of :meth:`_block_step` for chunks of ``length`` (None where it does not apply).
+
+        ``into_z (P, 2Q + T, T)``: ``[Re h, Im h, v]`` -> z; ``into_state (P, T, 2Q)``: v -> the state after
+        (interleaved Re, Im), added to ``lambda^T h`` with ``lam_chunk (P, 1, Q)``; ``drive (P, C_in)`` or None
+        (dws); ``readout (C_out, P)``; ``bias (C_out, 1)`` or None. Built in float64 from the parameters, cached
+        per (length, dtype, device) and rebuilt when a parameter's version or storage changes (an optimiser
+        step, ``load_state_dict``, assigning ``.data``)."""
+        if self.mode not in ("dws", "s5", "neck"):
+            return None
+        # Read straight from the parameter dicts: nn.Module attribute lookup costs ~1 us a name.
+        stamp = [(p._version, p.data_ptr()) for p in (*self._parameters.values(), *self.weights._parameters.values())
+                 if p is not None]
+        key = ("block", length, complex_dtype, device)
+        cached = self._stream_cache.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        blocks, states = (self.sizes["n"], 1) if self.mode == "s5" else self._shape(self.spec.state)
+        if blocks * length * (length + 4 * states) > self.BLOCK_STEP_ELEMENTS:
+            self._remember(key, (stamp, None))
+            return None
+        real = torch.float64 if complex_dtype == torch.complex128 else torch.float32
+        with torch.no_grad():
+            decay, freq, dt = (t.to(torch.float64).reshape(blocks, states) for t in self.discretised())
+            w = self.weights
+            e = w["E"].to(torch.float64) if "E" in w else torch.ones_like(dt)
+            powers = complex_powers(decay, freq, torch.arange(length + 1, device=device))  # (P, Q, T + 1)
+            # state -> z[t]: Re(E lambda^(t+1) h) = E (Re lambda^(t+1) Re h - Im lambda^(t+1) Im h)
+            state_z = torch.stack([powers.real, -powers.imag], 2)[..., 1:] * e[..., None, None]  # (P, Q, 2, T)
+            # v[s] -> z[t], s <= t: the kernel's taps k[t - s] = sum_q E dt Re lambda^(t - s)
+            taps = (e * dt)[..., None].mul(powers.real[..., :length]).sum(1)  # (P, T)
+            lag = torch.arange(length, device=device)
+            lag = lag[None, :] - lag[:, None]  # [s, t] -> t - s
+            toeplitz = torch.where(lag >= 0, taps[:, lag.clamp(min=0)], 0.0)  # (P, T, T)
+            into_z = torch.cat([state_z.reshape(blocks, 2 * states, length), toeplitz], 1)
+            # v[s] -> the state after the chunk: dt lambda^(T-1-s), interleaved Re, Im
+            feed = dt[..., None] * powers[..., :length].flip(-1)  # (P, Q, T)
+            into_state = torch.view_as_real(feed.permute(0, 2, 1).contiguous()).reshape(blocks, length, 2 * states)
+            operators = {
+                "dtype": real,
+                "into_z": into_z.to(real).contiguous(),
+                "into_state": into_state.to(real).contiguous(),
+                "lam_chunk": powers[..., length][:, None, :].to(complex_dtype),
+                "drive": w["B"].to(real).reshape(blocks, self.in_channels) if "B" in w else None,
+                "readout": w["C"].to(real).reshape(self.out_channels, blocks).contiguous(),
+                "bias": None if self.bias is None else self.bias.to(real)[:, None].contiguous(),
+                "state_shape": self._shape(self.spec.state),
+                "blocks": (blocks, states),
+            }
+        self._remember(key, (stamp, operators))
+        return operators
+
+    def _block_step(self, x: Tensor, state: Tensor, op: dict) -> tuple[Tensor, Tensor]:
+        """:meth:`step` for a short chunk by the block matrices of :meth:`_block_operators`. Works in the
+        layout ``(P, B, ...)`` (blocks first, a view for B = 1), so both products are one ``bmm``; the new state
+        is a view of the product's result, in the ``(B, *state)`` shape of :meth:`init_state`."""
+        batch, _, length = x.shape
+        blocks, states = op["blocks"]
+        u = x if x.dtype == op["dtype"] else x.to(op["dtype"])
+        if op["drive"] is None:  # dws: the input channels are the blocks
+            v = u.transpose(0, 1)  # (P, B, T)
+        else:
+            flat = u[0] if batch == 1 else u.transpose(0, 1).reshape(self.in_channels, batch * length)
+            v = torch.mm(op["drive"], flat).view(blocks, batch, length)
+        h = state.view(batch, blocks, states).transpose(0, 1)  # (P, B, Q) complex
+        z = torch.bmm(torch.cat([torch.view_as_real(h).reshape(blocks, batch, 2 * states), v], 2), op["into_z"])
+        after = torch.view_as_real(h * op["lam_chunk"]).reshape(blocks, batch, 2 * states)  # a fresh tensor
+        if length == 1:  # a product over one sample: bmm with inner size 1 was 5-10x slower than this
+            after.addcmul_(v, op["into_state"])
+        else:
+            after.baddbmm_(v, op["into_state"])
+        new_state = torch.view_as_complex(after.view(blocks, batch, states, 2)).transpose(0, 1)
+        z = z.view(blocks, batch * length)
+        y = torch.mm(op["readout"], z) if op["bias"] is None else torch.addmm(op["bias"], op["readout"], z)
+        y = y.view(self.out_channels, batch, length).transpose(0, 1)
+        return (y if y.dtype == x.dtype else y.to(x.dtype)), new_state.reshape(batch, *op["state_shape"])
 
     def _remember(self, key: tuple, value) -> None:
         if len(self._stream_cache) > 16:  # a few chunk lengths in use at a time

@@ -182,29 +182,32 @@ class _FFTContract(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
-        equation, n_fft, length, k_length, matmul, keep, x_dtype, k_dtype = ctx.setup
-        ia, ib, io = _parse(equation)
-        x_hat, k_hat = ctx.saved_tensors
-        if not keep:
-            x_hat, k_hat = rfft_time(x_hat, n_fft), rfft_time(k_hat, n_fft)
+        # Runs outside autocast (backward may be called inside it), in the forward's precision.
+        with torch.autocast(device_type=grad.device.type, enabled=False):
+            grad = grad.to(_fft_dtype(grad))
+            equation, n_fft, length, k_length, matmul, keep, x_dtype, k_dtype = ctx.setup
+            ia, ib, io = _parse(equation)
+            x_hat, k_hat = ctx.saved_tensors
+            if not keep:
+                x_hat, k_hat = rfft_time(x_hat, n_fft), rfft_time(k_hat, n_fft)
+                if matmul:
+                    x_hat, k_hat = _frequency_major(x_hat), _frequency_major(k_hat)
+            g_hat = rfft_time(grad, n_fft)
             if matmul:
-                x_hat, k_hat = _frequency_major(x_hat), _frequency_major(k_hat)
-        g_hat = rfft_time(grad, n_fft)
-        if matmul:
-            g_hat = _frequency_major(g_hat)
+                g_hat = _frequency_major(g_hat)
 
-        def back(eq: str, other: Tensor, dtype: torch.dtype, out_length: int = length) -> Tensor:
-            # einsum(g, conj(other)) = conj(einsum(conj(g), other)): conjugate whichever side is smaller
-            # (a matmul with a conjugated operand copies it first; the full layer's kernel spectrum is 0.5 GB).
-            if matmul and other.numel() > g_hat.numel():
-                spec = spectral_einsum(eq, g_hat.conj(), other, frequency_major=True).conj()
-            else:
-                spec = spectral_einsum(eq, g_hat, other.conj(), frequency_major=matmul)
-            return irfft_time(_frequency_last(spec) if matmul else spec, n_fft, out_length).to(dtype)
+            def back(eq: str, other: Tensor, dtype: torch.dtype, out_length: int = length) -> Tensor:
+                # einsum(g, conj(other)) = conj(einsum(conj(g), other)): conjugate whichever side is smaller
+                # (a matmul with a conjugated operand copies it first; the full layer's kernel spectrum is 0.5 GB).
+                if matmul and other.numel() > g_hat.numel():
+                    spec = spectral_einsum(eq, g_hat.conj(), other, frequency_major=True).conj()
+                else:
+                    spec = spectral_einsum(eq, g_hat, other.conj(), frequency_major=matmul)
+                return irfft_time(_frequency_last(spec) if matmul else spec, n_fft, out_length).to(dtype)
 
-        grad_x = back(f"{io},{ib}->{ia}", k_hat, x_dtype) if ctx.needs_input_grad[0] else None
-        grad_k = back(f"{io},{ia}->{ib}", x_hat, k_dtype, k_length) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_k, None, None, None
+            grad_x = back(f"{io},{ib}->{ia}", k_hat, x_dtype) if ctx.needs_input_grad[0] else None
+            grad_k = back(f"{io},{ia}->{ib}", x_hat, k_dtype, k_length) if ctx.needs_input_grad[1] else None
+            return grad_x, grad_k, None, None, None
 
 
 def fft_contract(equation: str, x: Tensor, k: Tensor, spectra_budget: int | None = None) -> Tensor:

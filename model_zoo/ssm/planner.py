@@ -17,6 +17,10 @@ The convolution step runs one of two ways, whichever the cost model prefers:
 A basis step's output stays lazy (the weights and powers, not the ``(rows, L)`` kernel) until a step other
 than a scan needs it in the time domain; that step pays for materialising it.
 
+Which of the two a plan uses is also a policy (``CONVOLUTIONS``): ``"auto"`` takes the cheaper, ``"fft"`` never
+scans (layers train this way, as the paper does), ``"scan"`` scans wherever it can (tests force both to check
+each against an independent recurrence).
+
 The search is exhaustive over pairwise orders, like opt_einsum's ``optimal`` strategy, and runs inside
 opt_einsum as a :class:`opt_einsum.paths.PathOptimizer`, so ``opt_einsum.contract_path`` reports it. Costs are
 in matmul-FLOP equivalents: opt_einsum's FLOP count (``opt_einsum.helpers.flop_count``) for products, plus
@@ -47,6 +51,7 @@ from .basis import scan_block
 
 __all__ = [
     "TIME",
+    "CONVOLUTIONS",
     "BASIS_FLOPS",
     "FFT_FLOP_WEIGHT",
     "COMPLEX_ELEMENT_FLOPS",
@@ -60,6 +65,8 @@ __all__ = [
 ]
 
 TIME = "t"
+# How a plan runs its convolution step: the cheaper of scan and FFT, always FFT, or scan wherever possible.
+CONVOLUTIONS = ("auto", "fft", "scan")
 # Materialising the weighted basis is a blocked matrix product (basis.py): 4 FLOPs per (row, term, t).
 BASIS_FLOPS = 4
 # An FFT FLOP takes about 3x as long as a FLOP of a matrix product on this CPU.
@@ -159,7 +166,9 @@ class _StepCost:
     other: float | None = None  # unweighted non-FFT FLOPs (default: ``cost``)
 
 
-def _step_cost(a: _Operand, b: _Operand, out: str, sizes: dict[str, int], n_fft: int) -> _StepCost:
+def _step_cost(
+    a: _Operand, b: _Operand, out: str, sizes: dict[str, int], n_fft: int, convolution: str = "auto"
+) -> _StepCost:
     union = "".join(sorted(set(a.indices) | set(b.indices)))
     inner = bool(set(union) - set(out))
     rows_of = lambda ix: compute_size_by_dict(ix.replace(TIME, ""), sizes)  # noqa: E731
@@ -173,9 +182,9 @@ def _step_cost(a: _Operand, b: _Operand, out: str, sizes: dict[str, int], n_fft:
         product = 4 * flop_count(union, inner, 2, freq_sizes) + k.pending
         fft_cost = FFT_FLOP_WEIGHT * transforms + COMPLEX_ELEMENT_FLOPS * traffic + product
         elementwise = set(k.indices) <= set(x.indices) and set(out) == set(x.indices)
-        if k.terms and elementwise:
+        if k.terms and elementwise and convolution != "fft":
             scan_cost = scan_flops(rows_of(x.indices), sizes[TIME], k.terms)
-            if scan_cost < fft_cost:
+            if scan_cost < fft_cost or convolution == "scan":
                 overhead = -(-sizes[TIME] // scan_block(k.terms)) * SCAN_STEP_FLOPS
                 return _StepCost("scan", scan_cost, merged, other=scan_cost - overhead)
         return _StepCost("fft", fft_cost, merged, k.raw_basis, transforms, product)
@@ -188,8 +197,13 @@ def _step_cost(a: _Operand, b: _Operand, out: str, sizes: dict[str, int], n_fft:
     return _StepCost("time", float(flop_count(union, inner, 2, sizes)) + a.pending + b.pending, merged)
 
 
-def enumerate_plans(network: TensorNetwork, sizes: dict[str, int], n_fft: int) -> list[ContractionPlan]:
-    """Every pairwise contraction order of ``network`` with its cost (the search space of the planner)."""
+def enumerate_plans(
+    network: TensorNetwork, sizes: dict[str, int], n_fft: int, convolution: str = "auto"
+) -> list[ContractionPlan]:
+    """Every pairwise contraction order of ``network`` with its cost (the search space of the planner), the
+    convolution step of each run as ``convolution`` (one of ``CONVOLUTIONS``) says."""
+    if convolution not in CONVOLUTIONS:
+        raise ValueError(f"unknown convolution {convolution!r}; expected one of {CONVOLUTIONS}")
     def leaf(name: str, ix: str) -> _Operand:
         if name != network.basis_name:
             return _Operand(ix, name == network.input_name, False, False)
@@ -208,7 +222,7 @@ def enumerate_plans(network: TensorNetwork, sizes: dict[str, int], n_fft: int) -
                 rest = [o for p, o in enumerate(ops) if p not in (x, y)]
                 keep = set(network.output).union(*(set(o.indices) for o in rest))
                 out = "".join(c for c in dict.fromkeys(a.indices + b.indices) if c in keep)
-                c = _step_cost(a, b, out, sizes, n_fft)
+                c = _step_cost(a, b, out, sizes, n_fft, convolution)
                 other = c.cost if c.other is None else c.other
                 step = Step((x, y), f"{a.indices},{b.indices}->{out}", c.kind, c.cost, c.materialise, c.fft, other)
                 size = compute_size_by_dict(out, sizes)
@@ -219,10 +233,11 @@ def enumerate_plans(network: TensorNetwork, sizes: dict[str, int], n_fft: int) -
 
 
 def plan_contraction(
-    network: TensorNetwork, sizes: dict[str, int], n_fft: int, memory_limit: int | None = None
+    network: TensorNetwork, sizes: dict[str, int], n_fft: int, memory_limit: int | None = None,
+    convolution: str = "auto",
 ) -> ContractionPlan:
     """The cheapest order whose largest intermediate fits ``memory_limit`` elements (if any order does)."""
-    plans = enumerate_plans(network, sizes, n_fft)
+    plans = enumerate_plans(network, sizes, n_fft, convolution)
     fitting = [p for p in plans if memory_limit is None or p.peak_elements <= memory_limit] or plans
     return min(fitting, key=lambda p: (p.cost, p.peak_elements))
 

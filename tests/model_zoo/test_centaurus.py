@@ -12,6 +12,7 @@ from torch.nn.functional import softplus
 
 from model_zoo import SSMLayer
 from model_zoo.ssm.centaurus import MODES
+from model_zoo.ssm.planner import CONVOLUTIONS
 
 B, C_IN, C_OUT, N, L = 2, 4, 6, 3, 40
 
@@ -65,15 +66,23 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_every_order_matches_recurrence_outputs_and_gradients(mode):
+@pytest.mark.parametrize("convolution", CONVOLUTIONS)
+def test_every_order_matches_recurrence_outputs_and_gradients(mode, convolution):
+    """Every order, its convolution step forced to FFT, to the chunked scan (where the order allows one) or
+    left to the cost model."""
     layer = make(mode)
     x = torch.randn(B, C_IN, L, dtype=torch.float64, requires_grad=True)
     params = [x, *layer.parameters()]
     y_ref = recurrence(layer, x)
     g = torch.randn_like(y_ref)
     grads_ref = torch.autograd.grad(y_ref, params, g)
-    plans = layer.candidate_plans(B, L)
+    plans = layer.candidate_plans(B, L, convolution)
     assert len(plans) == math.prod(math.comb(k, 2) for k in range(2, len(layer.spec.network.names) + 1))
+    kinds = {s.kind for plan in plans for s in plan.steps}
+    if convolution == "fft" or mode in ("full", "group"):  # full and group contract channels: never a scan
+        assert "scan" not in kinds
+    elif convolution == "scan":
+        assert {"scan", "fft"} <= kinds  # orders that materialise the kernel first cannot scan
     for plan in plans:
         y = layer(x, plan=plan)
         assert rel_err(y, y_ref) < 1e-10, plan.describe()
@@ -96,10 +105,29 @@ def test_recurrence_check_can_fail(mode):
 @pytest.mark.parametrize("batch,length", [(8, 16000), (64, 1000), (1, 320)])
 def test_chosen_order_is_cheapest(mode, batch, length):
     layer = SSMLayer(64, 64, 16, mode, groups=4)
-    chosen = layer.contraction_plan(batch, length)
-    costs = [p.cost for p in layer.candidate_plans(batch, length) if p.peak_elements <= layer.memory_limit]
-    assert chosen.cost == min(costs)
-    assert layer.contraction_plan(batch, length) is chosen  # cached per shape
+    for convolution in CONVOLUTIONS:
+        chosen = layer.contraction_plan(batch, length, convolution)
+        plans = layer.candidate_plans(batch, length, convolution)
+        assert chosen.cost == min(p.cost for p in plans if p.peak_elements <= layer.memory_limit)
+        assert layer.contraction_plan(batch, length, convolution) is chosen  # cached per shape and policy
+
+
+def test_training_convolves_by_fft_and_inference_by_the_cheaper():
+    layer = SSMLayer(64, 64, 16, "dws")
+    x = torch.randn(2, 64, 1000)
+    assert layer.training and layer.convolution_policy() == "fft"
+    assert {s.kind for s in layer.contraction_plan(8, 16000).steps} >= {"fft"}
+    with torch.no_grad():
+        assert layer.convolution_policy() == "auto"
+    layer.eval()
+    assert layer.convolution_policy() == "auto"
+    assert "scan" in {s.kind for s in layer.contraction_plan(8, 16000).steps}  # the cheaper at this length
+    layer.train()
+    used = []
+    original = layer._contract
+    layer._contract = lambda u, plan, length: used.append(plan) or original(u, plan, length)
+    layer(x).sum().backward()
+    assert "fft" in {s.kind for s in used[-1].steps} and "scan" not in {s.kind for s in used[-1].steps}
 
 
 def test_planner_runs_inside_opt_einsum():
@@ -144,6 +172,26 @@ def test_streaming_equals_forward_for_random_splits(mode, dtype, tol):
             assert rel_err(torch.cat(outs, -1), y) < tol
 
 
+@pytest.mark.parametrize("mode", ["dws", "s5", "neck"])
+@pytest.mark.parametrize("length", [1, 2, 7, 64])
+def test_block_step_equals_general_step(mode, length):
+    """The inference step by cached block matrices against the general (differentiable) step, from a random
+    state; and the matrices follow the parameters when they change."""
+    layer = make(mode).eval()
+    state = torch.randn(layer.init_state(B).shape, dtype=torch.complex128)
+    x = torch.randn(B, C_IN, length, dtype=torch.float64)
+    for _ in range(2):
+        with torch.no_grad():
+            assert layer._block_operators(length, state.dtype, x.device) is not None
+            y, new_state = layer.step(x, state)
+        y_ref, state_ref = layer.step(x, state)  # autograd on: the general path
+        assert new_state.shape == state_ref.shape and new_state.dtype == state_ref.dtype
+        assert rel_err(y, y_ref) < 1e-12 and rel_err(new_state, state_ref) < 1e-12
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.mul_(1.1)
+
+
 def test_state_shapes():
     assert SSMLayer(4, 6, 3, "dws").init_state(2).shape == (2, 4, 3)
     assert SSMLayer(4, 6, 3, "s5", blocks=2).init_state(2).shape == (2, 6)
@@ -164,13 +212,36 @@ def test_shapes_dtypes_and_causality(mode):
     assert not torch.allclose(layer(x2)[..., 40:], y[..., 40:])
 
 
-def test_fft_runs_in_float32_under_autocast():
-    layer = SSMLayer(8, 8, 4, "s5")
-    x = torch.randn(2, 8, 128)
+@pytest.mark.parametrize("mode", MODES)
+def test_training_runs_ffts_in_float32_under_autocast(mode, monkeypatch):
+    layer = make(mode, torch.float32).train()
+    x = torch.randn(B, C_IN, 128, requires_grad=True)
+    y_ref = layer(x)
+    seen = []
+    rfft = torch.fft.rfft
+    monkeypatch.setattr(torch.fft, "rfft", lambda t, *a, **k: seen.append(t.dtype) or rfft(t, *a, **k))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = layer(x.bfloat16())
-    assert torch.isfinite(y).all()
-    assert rel_err(y.float(), layer(x)) < 2e-2
+        y.float().sum().backward()
+    assert seen and set(seen) == {torch.float32}  # the FFT path, in float32 (forward and backward)
+    assert torch.isfinite(y).all() and x.grad is not None
+    assert rel_err(y.float(), y_ref) < 2e-2  # bfloat16 input and weight products, float32 convolution
+
+
+def test_basis_and_scan_ignore_autocast():
+    """The kernel and the chunked scan are evaluated in float32 under autocast, bit for bit as without it."""
+    from model_zoo.ssm.basis import basis_convolution, weighted_basis
+
+    torch.manual_seed(0)
+    weight, decay, freq = torch.randn(6, 4), -torch.rand(6, 4) * 0.1, torch.rand(6, 4)
+    x = torch.randn(3, 6, 300)
+    want_kernel, want_y = weighted_basis(weight, decay, freq, 300), basis_convolution(x, weight, decay, freq)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kernel, y = weighted_basis(weight, decay, freq, 300), basis_convolution(x.bfloat16(), weight, decay, freq)
+    assert kernel.dtype == y.dtype == torch.float32
+    assert torch.equal(kernel, want_kernel)
+    assert rel_err(y, basis_convolution(x.bfloat16().float(), weight, decay, freq)) < 1e-6
+    assert rel_err(y, want_y) < 1e-2
 
 
 def test_invalid_arguments():
