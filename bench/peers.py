@@ -25,6 +25,10 @@ Denoising outputs are aligned before scoring: one fixed delay per system (the la
 maximises the cross-correlation with the clean speech summed over all clips), which removes RNNoise's and
 any other tool's constant latency without per-clip tuning.
 
+Transcription, ours: greedy CTC decoding (the service's default) and, when the checkpoint ships a word bigram
+(``asr.lm.json``, estimated from the training transcripts), beam search with it (the service's ``beam_search``);
+two rows, each judged against every peer on its own.
+
 Keyword spotting with pocketsphinx, in two configurations (each is a row; ours must beat the better one in
 every column): a one-word JSGF grammar of the 35 keywords alone, and the same grammar plus, as garbage words,
 the words our network's ``_unknown_`` class was trained on (the training split's unknown words; the test
@@ -67,6 +71,8 @@ PEERS_VENV = ROOT / "bench" / ".peers-venv"
 RUNNER = ROOT / "bench" / "peers_runner.py"
 SAMPLE_RATE = 16_000
 OURS = "centaurus"
+OURS_LM = "centaurus-lm"  # ASR: beam search with the checkpoint's word bigram (what the service's beam_search uses)
+OUR_SYSTEMS = (OURS, OURS_LM)
 NOISY = "noisy input"
 TASKS = ("denoise", "asr", "kws")
 DEFAULT_CLIPS = {"denoise": 150, "asr": 100, "kws": 740}  # about 12 min on the idle 2-core machine
@@ -102,7 +108,7 @@ PEERS: tuple[Peer, ...] = (
 )
 # The runner itself needs these; pinned to the project's versions so pip resolves the same wheels.
 PEERS_BASE_REQUIREMENTS = ("numpy==2.4.6", "scipy==1.17.1")
-LABELS = {OURS: "Centaurus (ours)", NOISY: "noisy input", **{p.name: p.label for p in PEERS}}
+LABELS = {OURS: "Centaurus (ours)", OURS_LM: "Centaurus + word bigram (ours)", NOISY: "noisy input", **{p.name: p.label for p in PEERS}}
 
 
 # --- held-out data ---------------------------------------------------------------------------------------------
@@ -192,32 +198,48 @@ def checkpoint_version(name: str) -> dict:
             "training_steps": card.get("training_steps"), "card_scores": card.get("scores")}
 
 
-def run_ours(task: str, clips: Sequence[Clip]) -> SystemRun:
-    """Our shipped model on every clip, one intra-op thread, CPU time per clip after one warm-up call."""
+def run_ours(task: str, clips: Sequence[Clip]) -> list[SystemRun]:
+    """Our shipped model on every clip, one intra-op thread, CPU time per clip after one warm-up call. ASR runs
+    twice when the checkpoint ships a word language model: greedy decoding, then beam search with the model."""
     import torch
 
     import model_zoo
-    from model_zoo.nets.ctc import greedy_decode
+    from model_zoo.nets.ctc import BeamSearchDecoder, greedy_decode
     from model_zoo.vocab import KWS_LABELS
-    from training.corpus.tts import read_wav
 
     torch.set_num_threads(1)
     started = time.perf_counter()
     model = model_zoo.load(task)
 
-    def process(audio: np.ndarray) -> np.ndarray | str:
+    def network(audio: np.ndarray) -> torch.Tensor:
         with torch.inference_mode():
-            batch = torch.from_numpy(audio)[None]
-            if task == "denoise":
-                return model(batch)[0].numpy()
-            if task == "asr":
-                return greedy_decode(model(batch)[0], model.frame_seconds).text
-            return KWS_LABELS[int(model(batch)[0].argmax())]
+            return model(torch.from_numpy(audio)[None])[0]
 
-    run = SystemRun(OURS)
+    variants: dict[str, Callable[[np.ndarray], np.ndarray | str]] = {}
+    if task == "denoise":
+        variants[OURS] = lambda audio: network(audio).numpy()
+    elif task == "kws":
+        variants[OURS] = lambda audio: KWS_LABELS[int(network(audio).argmax())]
+    else:
+        variants[OURS] = lambda audio: greedy_decode(network(audio), model.frame_seconds).text
+        language_model = getattr(model, "language_model", None)
+        if language_model is not None:
+            beam = BeamSearchDecoder(vocab=tuple(model.card["vocab"]), language_model=language_model)
+            variants[OURS_LM] = lambda audio: beam(network(audio), model.frame_seconds).text
+    load_seconds = time.perf_counter() - started
+    return [timed_run(name, process, clips, load_seconds) for name, process in variants.items()]
+
+
+def timed_run(name: str, process: Callable[[np.ndarray], np.ndarray | str], clips: Sequence[Clip],
+              load_seconds: float) -> SystemRun:
+    """``process`` on every clip, CPU time per clip, after one untimed warm-up call."""
+    from training.corpus.tts import read_wav
+
+    run = SystemRun(name)
+    started = time.perf_counter()
     if clips:
         process(read_wav(clips[0].wav)[0])
-    run.load_seconds = time.perf_counter() - started
+    run.load_seconds = load_seconds + time.perf_counter() - started
     for clip in clips:
         audio = read_wav(clip.wav)[0]
         start = time.process_time()
@@ -446,12 +468,13 @@ QUALITY = {"denoise": (("si_snr_gain", True), ("pesq", True), ("stoi", True)),
            "kws": (("accuracy", True), ("false_alarms_unknown", False), ("false_alarms_noise", False))}
 
 
-def verdict(task: str, result: dict) -> dict:
-    """For each column (quality and RTF): is ours strictly ahead of every peer, and the best peer's number."""
+def verdict(task: str, result: dict, ours_name: str = OURS) -> dict:
+    """For each column (quality and RTF): is ours (``ours_name``) strictly ahead of every peer, and the best
+    peer's number."""
     systems = {name: (entry["overall"] | {"rtf": entry["rtf"]} if task == "denoise" else entry)
                for name, entry in result["systems"].items() if name != NOISY}
-    ours = systems.get(OURS)
-    peers = {name: s for name, s in systems.items() if name != OURS}
+    ours = systems.get(ours_name)
+    peers = {name: s for name, s in systems.items() if name not in OUR_SYSTEMS}
     out: dict = {}
     if ours is None or not peers:
         return out
@@ -492,7 +515,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def ordered(systems: dict) -> list[str]:
     """Ours first, then the peers in the order of PEERS, the unprocessed input last."""
-    order = [OURS] + [p.name for p in PEERS] + [NOISY]
+    order = list(OUR_SYSTEMS) + [p.name for p in PEERS] + [NOISY]
     return sorted(systems, key=lambda n: order.index(n) if n in order else len(order))
 
 
@@ -547,22 +570,27 @@ TASK_TABLES: dict[str, Callable[[dict], str]] = {"denoise": denoise_tables, "asr
 
 
 def verdict_lines(results: dict) -> list[str]:
-    """One line per task: where ours is ahead of every peer and where not, with the numbers."""
+    """One line per task and configuration of ours: where it is ahead of every peer and where not, with the numbers."""
     lines = []
     for task in TASKS:
         if task not in results["tasks"]:
             continue
-        columns = results["tasks"][task].get("verdict", {})
-        if OURS not in results["tasks"][task]["systems"]:
+        result = results["tasks"][task]
+        if OURS not in result["systems"]:
             lines.append(f"- {task}: our model failed: {results['skipped'].get(OURS, 'see the log')}")
             continue
-        if not columns:
-            lines.append(f"- {task}: no peer ran")
-            continue
-        lagging = [f"{c['standing']} on {COLUMN_NAMES.get(key, key)}: ours {fmt(c['ours'], 4)}, "
-                   f"{LABELS.get(c['best_peer'], c['best_peer'])} {fmt(c['best_peer_value'], 4)}"
-                   for key, c in columns.items() if c["standing"] != "ahead"]
-        lines.append(f"- {task}: " + ("ahead of every peer in every column" if not lagging else "; ".join(lagging)))
+        for ours_name, key in ((OURS, "verdict"), (OURS_LM, "verdict_lm")):
+            if ours_name not in result["systems"]:
+                continue
+            columns = result.get(key, {})
+            title = task if ours_name == OURS else f"{task} ({LABELS[OURS_LM]})"
+            if not columns:
+                lines.append(f"- {title}: no peer ran")
+                continue
+            lagging = [f"{c['standing']} on {COLUMN_NAMES.get(k, k)}: ours {fmt(c['ours'], 4)}, "
+                       f"{LABELS.get(c['best_peer'], c['best_peer'])} {fmt(c['best_peer_value'], 4)}"
+                       for k, c in columns.items() if c["standing"] != "ahead"]
+            lines.append(f"- {title}: " + ("ahead of every peer in every column" if not lagging else "; ".join(lagging)))
     return lines
 
 
@@ -600,7 +628,7 @@ def run_task(task: str, clips: list[Clip], peers: Sequence[Peer], python: Path, 
     log(f"{task}: ours on {len(clips)} clips")
     runs, failed = [], {}
     try:
-        runs.append(run_ours(task, clips))
+        runs.extend(run_ours(task, clips))
     except Exception as err:  # noqa: BLE001 - the peers are still worth scoring; the verdict says ours failed
         failed[OURS] = f"{type(err).__name__}: {str(err).splitlines()[0]}"
         log(f"OUR {task} MODEL FAILED: {failed[OURS]}")
@@ -621,6 +649,8 @@ def run_task(task: str, clips: list[Clip], peers: Sequence[Peer], python: Path, 
     else:
         result = score_kws(clips, runs)
     result["verdict"] = verdict(task, result)
+    if OURS_LM in result["systems"]:
+        result["verdict_lm"] = verdict(task, result, OURS_LM)
     return result, failed
 
 

@@ -115,6 +115,14 @@ def test_asr_scoring_normalises_hypotheses():
     assert result["systems"]["pocketsphinx-asr"]["rtf"] == pytest.approx(0.5)
     result["verdict"] = peers.verdict("asr", result)
     assert result["verdict"]["wer"]["standing"] == "tied"
+    # A second configuration of ours (beam search with the word bigram) is judged on its own, never as a peer.
+    runs.append(SystemRun(peers.OURS_LM, outputs={"0": "turn the light on", "1": "hello"}, cpu_seconds={"0": 2.0, "1": 2.0}))
+    result = peers.score_asr(clips, runs)
+    result["verdict"], result["verdict_lm"] = peers.verdict("asr", result), peers.verdict("asr", result, peers.OURS_LM)
+    assert result["verdict"]["wer"]["best_peer"] == "pocketsphinx-asr"
+    lines = peers.verdict_lines({"tasks": {"asr": result}, "skipped": {}})
+    assert lines[1] == ("- asr (Centaurus + word bigram (ours)): behind on RTF: ours 1.0000, "
+                        "pocketsphinx en-us LM 0.5000")
 
 
 def test_a_peer_runs_in_a_subprocess_and_a_missing_venv_skips_the_peers(tmp_path, denoise_case):
