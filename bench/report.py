@@ -37,7 +37,13 @@ def last_json(path: Path | None) -> dict | None:
     """The last line of ``path`` that is a JSON object (benchmarks print theirs last), or None."""
     if path is None or not path.exists():
         return None
-    for line in reversed(path.read_text().splitlines()):
+    text = path.read_text()
+    try:  # a whole file of JSON (bench/fuzz.py writes its counts indented)
+        whole = json.loads(text)
+        return whole if isinstance(whole, dict) else None
+    except json.JSONDecodeError:
+        pass
+    for line in reversed(text.splitlines()):
         line = line.strip()
         if line.startswith("{"):
             try:
