@@ -242,3 +242,12 @@ def test_streams_of_a_model_are_stepped_together_in_one_batch(streams):
     assert all(len(r.audio) == len(clip) // 4 for r in results)
     steps = [rows for model, op, rows in batches if model == "denoise" and op == "step"]
     assert max(steps) == 2, steps  # the two streams shared calls
+
+
+@pytest.mark.parametrize("path", ["denoise", "transcribe", "keywords"])
+def test_empty_and_tiny_streams_end_cleanly(streams, path):
+    for frames, rate in (([], 16000), ([np.zeros(1, np.float32)], 44100), ([np.zeros(3, np.float32)], 16000)):
+        result = stream_clip(streams, path, frames, KEY, sample_rate=rate)
+        assert result.close_code == 1000 and result.messages[-1]["type"] == "session.ended"
+        assert len(result.audio) == (sum(len(f) for f in frames) if path == "denoise" else 0)
+        assert len(result.of("transcript.final")) == (path == "transcribe")
