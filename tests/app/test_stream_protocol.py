@@ -196,12 +196,9 @@ def test_a_session_longer_than_the_limit_is_closed(streams):
         with streams.websocket_connect(f"/v1/stream/denoise{KEY}") as ws:
             ws.send_text(start_message())
             ws.receive_json()
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # a healthy client that keeps sending
+            for _ in range(20):  # a healthy client that keeps sending for about a second: not idle, but too long
                 ws.send_bytes(np.zeros(160, "<f4").tobytes())
                 time.sleep(0.05)
-                if time.monotonic() > deadline - 9:
-                    break
             result = receive_until_close(ws)
     assert result.of("error")[-1]["code"] == "session_too_long" and result.close_code == 1008
 
