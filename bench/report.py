@@ -226,7 +226,7 @@ def headline(layers: dict | None, service: dict | None, rtf: list[tuple[str, str
         [r for r in rtf if r[1].startswith("step()")]
     if streaming:
         parts.append(table(["model", "streaming", "RTF", "x real time"],
-                           [[f"`{what}`", how, number(value, 3), number(1 / value, 0)] for what, how, value in streaming]))
+                           [[f"`{what}`", how, number(value, 3), number(1 / value, 1)] for what, how, value in streaming]))
     return "\n\n".join(parts)
 
 

@@ -53,7 +53,7 @@ def test_report_has_headline_tables_and_every_plot(tmp_path):
     text = report.write_report(inputs, out, plots)
     assert out.read_text() == text
     assert "## Headline" in text and "| `transcribe` | 50 ms | 30.0 at 8 clients | 0.025 |" in text
-    assert "| `kws` | step(), 20 ms chunks, 1 thread(s) | 0.020 | 50 |" in text
+    assert "| `kws` | step(), 20 ms chunks, 1 thread(s) | 0.020 | 50.0 |" in text
     for name in ("latency", "throughput", "rtf", "orders"):
         png = plots / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -74,5 +74,5 @@ def test_streaming_benchmark_cpu_times_lead_the_headline(tmp_path):
     path = tmp_path / "streaming.txt"
     path.write_text(json.dumps(stream) + "\n")
     text = report.write_report({"streaming": path}, tmp_path / "R.md", tmp_path / "plots")
-    assert "| `asr` | bench/streaming.py, 1 thread(s), cpu time | 0.040 | 25 |" in text
+    assert "| `asr` | bench/streaming.py, 1 thread(s), cpu time | 0.040 | 25.0 |" in text
     assert "wall time" in text  # both clocks in the RTF table and plot
