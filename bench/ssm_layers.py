@@ -244,7 +244,8 @@ def measure_plans(mode: str, warmup: int, repeats: int, max_ratio: float, budget
     and whose largest intermediate fits the layer's memory limit, cheapest estimate first, for at most
     ``budget_s`` seconds (the chosen order always runs)."""
     layer, x = make_layer(mode), make_input(mode, requires_grad=False)
-    chosen = layer.contraction_plan(BATCH, LENGTH)
+    # The order inference uses (no_grad): the cheaper of scan and FFT. Training (the fwd column) always FFTs.
+    chosen = layer.contraction_plan(BATCH, LENGTH, "auto")
     groups: dict[frozenset, list] = {}
     for plan in layer.candidate_plans(BATCH, LENGTH):
         groups.setdefault(_signature(plan), []).append(plan)
