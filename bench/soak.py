@@ -152,7 +152,9 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int) -> tuple[Ta
     lock = asyncio.Lock()
     claimed = [0]  # requests handed out so far
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
-    limits = httpx.Limits(max_connections=args.concurrency + 2)
+    # Idle pooled connections are dropped after 2 s, before uvicorn's 5 s keep-alive timeout: with equal timeouts
+    # a request can go out on a connection the server is closing (one ReadError in the first 10,000-request run).
+    limits = httpx.Limits(max_connections=args.concurrency + 2, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=300) as client:
         samples.append(await sample(client, server_pid, 0, started))
 
