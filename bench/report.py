@@ -166,27 +166,36 @@ def plot_rtf(rows: list[tuple[str, str, float]], out: Path) -> Path:
 
 
 def plot_orders(layers: dict, out: Path) -> Path | None:
-    measured = {mode: [p for p in r.get("plans", {}).get("plans", []) if "fwd" in p]
-                for mode, r in layers.get("layers", {}).items()}
-    measured = {mode: plans for mode, plans in measured.items() if plans}
-    if not measured:
+    """Left: measured time against the planner's estimate for every order that ran. Right: every candidate
+    order's estimated cost relative to the chosen one (filled: measured, hollow: not run, with the reason in the
+    JSON), so orders too dear to run still show how far off they are."""
+    plans = {mode: r.get("plans", {}).get("plans", []) for mode, r in layers.get("layers", {}).items()}
+    plans = {mode: rows for mode, rows in plans.items() if rows}
+    if not plans:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for index, (mode, plans) in enumerate(measured.items()):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for index, (mode, rows) in enumerate(plans.items()):
         color = f"C{index}"
-        ax.scatter([p["cost"] for p in plans], [p["fwd"]["median_ms"] for p in plans], color=color, label=mode,
-                   alpha=0.8)
-        chosen = [p for p in plans if p["chosen"]]
-        ax.scatter([p["cost"] for p in chosen], [p["fwd"]["median_ms"] for p in chosen], color=color, marker="*",
-                   s=220, edgecolor="black", zorder=3)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("planner's estimated cost (matmul-FLOP equivalents)")
-    ax.set_ylabel("measured forward, no_grad (ms)")
-    ax.set_title("Contraction orders per layer (star: the order the planner chose)", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+        ran = [p for p in rows if "fwd" in p]
+        left.scatter([p["cost"] for p in ran], [p["fwd"]["median_ms"] for p in ran], color=color, label=mode, alpha=0.8)
+        chosen = [p for p in ran if p["chosen"]]
+        left.scatter([p["cost"] for p in chosen], [p["fwd"]["median_ms"] for p in chosen], color=color, marker="*",
+                     s=220, edgecolor="black", zorder=3)
+        for p in rows:
+            right.scatter(index, p["cost_vs_chosen"], s=30, color=color if "fwd" in p else "none", edgecolor=color)
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("planner's estimated cost (matmul-FLOP equivalents)")
+    left.set_ylabel("measured forward, no_grad (ms)")
+    left.set_title("Orders that ran (star: the planner's choice)", fontsize=10)
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    right.set_yscale("log")
+    right.set_xticks(range(len(plans)), list(plans))
+    right.set_ylabel("estimated cost / chosen order's")
+    right.set_title("Every candidate order (hollow: not run)", fontsize=10)
+    right.grid(True, axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
