@@ -286,7 +286,9 @@ def soak_section(soak: dict) -> str:
             f"{soak['admission_503']} admission 503s; resident memory {number(soak['rss_warm_mb'])} MB after warm-up, "
             f"peak {number(soak['rss_peak_mb'])} MB ({100 * soak['rss_growth']:.2f}% growth); server descriptors "
             f"{soak['server_fds_warm']} -> {soak['server_fds_last']}; sessions left {soak['sessions_last']:g}.\n\n"
-            f"Checks: {checks}.")
+            f"Checks: {checks}."
+            + (f" Unexpected statuses (0: no HTTP answer, a transport error): {', '.join(soak['unexpected'])}."
+               if soak.get("unexpected") else ""))
 
 
 def fuzz_section(fuzz: dict) -> str:
