@@ -26,8 +26,9 @@ def client(tiny_models):
 def loopback_server(tiny_models, tmp_path_factory):
     """A real ``centaurus-speech serve`` on loopback, shared by the fuzz and fault tests (one start is the
     expensive part). Small limits, so oversized bodies and over-long audio are cheap to send; 1 s chunks, so
-    a clip of a few seconds already runs through a resident session."""
+    a clip of a few seconds already runs through a resident session; a 3 s stream idle timeout, so a fuzzed
+    stream that never starts a session is closed by the server in seconds, not the default 30."""
     running = start_server(tiny_models, tmp_path_factory.mktemp("loopback") / "server.log", max_upload_mb="2",
-                           max_audio_seconds="30", chunk_seconds="1")
+                           max_audio_seconds="30", chunk_seconds="1", stream_idle_timeout_seconds="3")
     yield running
     stop_server(running)
