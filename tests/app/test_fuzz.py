@@ -246,7 +246,7 @@ def play(url: str, events: list[tuple[str, bytes | str]]) -> tuple[list, int | N
 
 
 # A fuzzed stream that never starts a session costs the server's idle timeout (3 s here): fewer examples.
-STREAM_FUZZ = settings(FUZZ, max_examples=max(5, EXAMPLES // 4))
+STREAM_FUZZ = settings(FUZZ, max_examples=max(5, EXAMPLES // 8))
 
 
 @pytest.mark.parametrize("path", STREAMS)
