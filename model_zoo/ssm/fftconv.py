@@ -41,6 +41,8 @@ def fft_length(length: int) -> int:
 
     Rounded up to a product of small primes, which pocketfft and cuFFT handle fastest.
     """
+    if length < 1:  # 0 has every prime as a factor: the search below would never end
+        raise ValueError(f"fft_length needs a positive length, got {length}")
     n = 2 * length
     while True:
         m = n

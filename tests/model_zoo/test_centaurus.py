@@ -261,3 +261,17 @@ def test_cuda_matches_cpu(mode):
     assert rel_err(y_gpu.cpu(), y_cpu) < 1e-4
     state = layer.init_state(B)
     assert state.device.type == "cuda"
+
+
+def test_fft_length_is_smooth_and_refuses_empty_signals():
+    from model_zoo.ssm.fftconv import fft_length
+
+    for length in (1, 7, 160, 16000):
+        n = fft_length(length)
+        assert n >= 2 * length
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        assert n == 1
+    with pytest.raises(ValueError, match="positive length"):
+        fft_length(0)  # used to search forever: a one-sample upload resampled to nothing hung a worker
