@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from service_testkit import signal, wav_bytes
-from test_server import free_port
+from service_testkit import signal, start_server, stop_server, wav_bytes
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -37,29 +36,11 @@ def cli() -> list[str]:
 
 @pytest.fixture(scope="module")
 def live_server(tiny_models, tmp_path_factory):
-    port = free_port()
-    env = {**os.environ, "CENTAURUS_MODELS": json.dumps(tiny_models), "CENTAURUS_PORT": str(port),
-           "CENTAURUS_API_KEYS": KEY, "CENTAURUS_TORCH_THREADS": "1", "CENTAURUS_LOG_LEVEL": "warning",
-           "CENTAURUS_WORKERS_PER_DEVICE": "1", "CENTAURUS_MAX_BATCH_WAIT_MS": "5",
-           "CENTAURUS_STREAM_MAX_SESSIONS": "4", "CENTAURUS_STREAM_PING_INTERVAL_SECONDS": "0.3",
-           "CENTAURUS_STREAM_PING_TIMEOUT_SECONDS": "20"}
-    log = tmp_path_factory.mktemp("live") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([*cli(), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < end, "server never became ready:\n" + log.read_text()
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(30)
+    server = start_server(tiny_models, tmp_path_factory.mktemp("live") / "server.log", ready_timeout=120,
+                          api_keys=KEY, stream_max_sessions="4", stream_ping_interval_seconds="0.3",
+                          stream_ping_timeout_seconds="20")
+    yield server.base
+    stop_server(server)
 
 
 def ws_url(base: str, task: str, key: str | None = KEY) -> str:
