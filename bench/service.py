@@ -159,8 +159,10 @@ def make_random_models(directory: Path) -> dict[str, str]:
 
 
 def start_server(mode: str, models: dict[str, str] | None, workers: int,
-                 settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """A local server; ``settings``: more of its settings by name (``max_batch_size``: CENTAURUS_MAX_BATCH_SIZE)."""
+                 settings: dict[str, str] | None = None, timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
+    """A local server, once ``/health/ready`` says 200 within ``timeout`` (on a machine shared with training
+    jobs, loading can take minutes); ``settings``: more of its settings by name (``max_batch_size``:
+    CENTAURUS_MAX_BATCH_SIZE)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -171,18 +173,17 @@ def start_server(mode: str, models: dict[str, str] | None, workers: int,
         env["CENTAURUS_MODELS"] = json.dumps(models)
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
                 return process, base
         except httpx.TransportError:
             pass
         time.sleep(0.25)
     process.terminate()
-    raise SystemExit("server did not become ready within 180 s")
+    process.wait(60)
+    raise SystemExit(f"server not ready within {timeout:.0f} s (exit code {process.returncode})")
 
 
 async def run(args: argparse.Namespace, base: str, main_pid: int | None) -> list[dict]:

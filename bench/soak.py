@@ -26,8 +26,6 @@ import asyncio
 import itertools
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from service import clip, make_random_models
+from service import clip, make_random_models, start_server
 
 # (name, path, form fields, clip seconds, statuses that count as correct)
 MIX: list[tuple[str, str, dict, float, set[int]]] = [
@@ -54,31 +52,6 @@ MIX: list[tuple[str, str, dict, float, set[int]]] = [
     ("unknown model", "/keywords", {"model": "nope"}, 1.0, {404}),
 ]
 ADMISSION = 503  # the queue is full: what admission control is for, not an error
-
-
-def start_local_server(models: dict[str, str] | None, workers: int, timeout: float) -> tuple[subprocess.Popen, str]:
-    """``centaurus-speech serve`` on a free loopback port, once ``/health/ready`` says 200 (within ``timeout``:
-    on a machine shared with training jobs, loading can take minutes)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "CENTAURUS_PORT": str(port), "CENTAURUS_HOST": "127.0.0.1", "CENTAURUS_LOG_LEVEL": "warning",
-           "CENTAURUS_WORKERS_PER_DEVICE": str(workers)}
-    if models:
-        env["CENTAURUS_MODELS"] = json.dumps(models)
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < end:
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    process.terminate()
-    process.wait(60)
-    raise SystemExit(f"server not ready within {timeout:.0f} s (exit code {process.returncode})")
 
 
 def rss_kb(pid: int) -> int:
@@ -235,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         base, pid = args.url, args.server_pid
     else:
         models = make_random_models(args.random_models) if args.random_models else None
-        process, base = start_local_server(models, args.workers, args.ready_timeout)
+        process, base = start_server("process", models, args.workers, timeout=args.ready_timeout)
         pid = process.pid
     try:
         tally, samples = asyncio.run(soak(args, base, pid))
