@@ -85,7 +85,7 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
     The card is attached as ``model.card``.
     """
     card = read_card(name_or_path)
-    _, weights_path = _resolve(name_or_path)
+    card_path, weights_path = _resolve(name_or_path)
     model = build_from_card(card)
     try:
         state = load_file(str(weights_path), device="cpu")
@@ -97,13 +97,16 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
         raise CheckpointError(f"weights {weights_path} do not match the architecture in its card: {err}") from err
     model.card = card
     if card["task"] == "asr":
-        model.language_model = _load_language_model(language_model_path(name_or_path))
+        model.language_model = _load_language_model(_language_model_file(card_path))
     return model.to(device).eval()
 
 
 def language_model_path(name_or_path: str | Path) -> Path:
     """Where a recognizer's word language model lives: ``NAME.lm.json`` next to its card."""
-    card_path, _ = _resolve(name_or_path)
+    return _language_model_file(_resolve(name_or_path)[0])
+
+
+def _language_model_file(card_path: Path) -> Path:
     return card_path.with_name(card_path.stem + ".lm.json")
 
 
