@@ -32,6 +32,28 @@ def legs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return a, b
 
 
+def bilinear_legs(layer, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LegS layers' discretisation, per channel h: ``Abar = (I - dt/2 A)^-1 (I + dt/2 A)`` and
+    ``Bbar = (I - dt/2 A)^-1 dt B``, with the layer's own A when it learns one: ``(H, N, N)`` and ``(H, N)``."""
+    a, b = legs(layer.state_dim)
+    a = (layer.A if layer.A is not None else a).to(dtype)
+    b = b.to(dtype)
+    eye = torch.eye(layer.state_dim, dtype=dtype)
+    dt = torch.exp(layer.log_dt)
+    abar, bbar = [], []
+    for h in range(layer.in_channels):
+        inv = torch.linalg.inv(eye - dt[h] / 2 * a)
+        abar.append(inv @ (eye + dt[h] / 2 * a))
+        bbar.append(inv @ (dt[h] * b))
+    return torch.stack(abar), torch.stack(bbar)
+
+
+def mix(layer, y: torch.Tensor) -> torch.Tensor:
+    """The LegS layers' 1x1 mixer on the SSM outputs ``y (B, H, L)``."""
+    out = torch.einsum("oh,bht->bot", layer.mixer.weight[:, :, 0], y)
+    return out if layer.mixer.bias is None else out + layer.mixer.bias[:, None]
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 

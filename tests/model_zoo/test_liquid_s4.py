@@ -11,24 +11,14 @@ import torch
 
 from model_zoo.ssm.liquid_s4 import LiquidS4Layer
 from model_zoo.ssm.lssl import LSSLLayer
-from ssm_testkit import chunked, grads, legs, one_thread, random_split, rel  # noqa: F401 (one_thread is a fixture)
+from ssm_testkit import bilinear_legs, chunked, grads, mix, one_thread, random_split, rel  # noqa: F401 (one_thread is a fixture)
 
 B, C_IN, C_OUT, N, L = 2, 3, 4, 8, 50
 
 
 def recurrence(layer: LiquidS4Layer, x: torch.Tensor) -> torch.Tensor:
     """One time step at a time, with the products of the last p inputs formed from x directly."""
-    a, b = legs(layer.state_dim)
-    a = (layer.A if layer.A is not None else a).to(x.dtype)
-    b = b.to(x.dtype)
-    eye = torch.eye(layer.state_dim, dtype=x.dtype)
-    dt = torch.exp(layer.log_dt)
-    abar, bbar = [], []
-    for h in range(layer.in_channels):
-        inv = torch.linalg.inv(eye - dt[h] / 2 * a)
-        abar.append(inv @ (eye + dt[h] / 2 * a))
-        bbar.append(inv @ (dt[h] * b))
-    abar, bbar = torch.stack(abar), torch.stack(bbar)
+    abar, bbar = bilinear_legs(layer, x.dtype)
     s = x.new_zeros(x.shape[0], layer.in_channels, layer.state_dim)
     ys = []
     for t in range(x.shape[-1]):
@@ -42,9 +32,7 @@ def recurrence(layer: LiquidS4Layer, x: torch.Tensor) -> torch.Tensor:
             drive = drive + layer.coef[p - 2][:, None] * bbar**p * z[..., None]
         s = torch.einsum("hmn,bhn->bhm", abar, s) + drive
         ys.append((s * layer.C).sum(-1) + layer.D * x[:, :, t])
-    y = torch.stack(ys, dim=-1)
-    out = torch.einsum("oh,bht->bot", layer.mixer.weight[:, :, 0], y)
-    return out if layer.mixer.bias is None else out + layer.mixer.bias[:, None]
+    return mix(layer, torch.stack(ys, dim=-1))
 
 
 def make(order: int, seed: int, learn_a: bool = False, **kw) -> LiquidS4Layer:

@@ -11,32 +11,20 @@ import torch
 
 from model_zoo.ssm._legs import krylov_kernel
 from model_zoo.ssm.lssl import LSSLLayer
-from ssm_testkit import chunked, grads, legs, one_thread, random_split, rel  # noqa: F401 (one_thread is a fixture)
+from ssm_testkit import bilinear_legs, chunked, grads, legs, mix, one_thread, random_split, rel  # noqa: F401 (one_thread is a fixture)
 
 B, C_IN, C_OUT, N, L = 2, 3, 4, 8, 50
 
 
 def recurrence(layer: LSSLLayer, x: torch.Tensor) -> torch.Tensor:
     """x_t = Abar x_{t-1} + Bbar u_t, y_t = C x_t + D u_t, then the 1x1 mixer, one time step at a time."""
-    a, b = legs(layer.state_dim)
-    a = (layer.A if layer.A is not None else a).to(x.dtype)
-    b = b.to(x.dtype)
-    eye = torch.eye(layer.state_dim, dtype=x.dtype)
-    dt = torch.exp(layer.log_dt)
-    abar, bbar = [], []
-    for h in range(layer.in_channels):
-        inv = torch.linalg.inv(eye - dt[h] / 2 * a)
-        abar.append(inv @ (eye + dt[h] / 2 * a))
-        bbar.append(inv @ (dt[h] * b))
-    abar, bbar = torch.stack(abar), torch.stack(bbar)
+    abar, bbar = bilinear_legs(layer, x.dtype)
     s = x.new_zeros(x.shape[0], layer.in_channels, layer.state_dim)
     ys = []
     for t in range(x.shape[-1]):
         s = torch.einsum("hmn,bhn->bhm", abar, s) + bbar * x[:, :, t, None]
         ys.append((s * layer.C).sum(-1) + layer.D * x[:, :, t])
-    y = torch.stack(ys, dim=-1)
-    out = torch.einsum("oh,bht->bot", layer.mixer.weight[:, :, 0], y)
-    return out if layer.mixer.bias is None else out + layer.mixer.bias[:, None]
+    return mix(layer, torch.stack(ys, dim=-1))
 
 
 @pytest.mark.parametrize("learn_a", [False, True])
