@@ -264,7 +264,8 @@ class StreamHandler:
         return max(0.0, min(self.settings.stream_idle_timeout_seconds, left))
 
     async def _receive(self) -> dict:
-        """The next message; Closing on idle timeout, session length, or a failed pump."""
+        """The next message; WebSocketDisconnect when the client left; Closing on idle timeout, session length,
+        or a failed pump."""
         timeout = self._receive_timeout()
         receiving = asyncio.ensure_future(self.websocket.receive())
         waiters = {receiving}
@@ -278,7 +279,10 @@ class StreamHandler:
                 if not waiter.done():
                     waiter.cancel()
         if receiving in done:
-            return receiving.result()
+            message = receiving.result()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            return message
         if failure is not None and failure in done:
             raise self._failure_closing(failure.result())
         if time.monotonic() - self.opened >= self.settings.stream_max_session_seconds:
@@ -325,8 +329,6 @@ class StreamHandler:
     async def _wait_for_start(self) -> SessionStart:
         while True:
             message = await self._receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
             if message.get("bytes") is not None:
                 await self.conn.error("session_not_started", "send session.start before audio")
                 continue
@@ -385,8 +387,6 @@ class StreamHandler:
     async def _serve(self) -> None:
         while True:
             message = await self._receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
             if message.get("bytes") is not None:
                 await self._audio(message["bytes"])
                 continue
