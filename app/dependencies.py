@@ -90,8 +90,13 @@ def resolve_model(engine: Engine, settings: Settings, requested: str | None, tas
     return name
 
 
+# Raw PCM up to this size (2 s of 16 kHz 16-bit mono) is decoded on the event loop: ~0.1 ms of numpy work on a
+# one-second clip, against ~0.17 ms of CPU (and a wake-up) for the hop to a thread and back.
+INLINE_PCM_BYTES = 64_000
+
+
 async def read_audio(file: UploadFile, form: AudioForm, settings: Settings, request: Request) -> Audio:
-    """The upload decoded (in a thread: FFmpeg work must not stall the event loop).
+    """The upload decoded (in a thread: FFmpeg work must not stall the event loop; small raw PCM inline).
 
     A raw-PCM description may also come in the query string (``?encoding=pcm_s16le&sample_rate=16000``),
     which is handier with curl than extra form fields.
@@ -107,6 +112,8 @@ async def read_audio(file: UploadFile, form: AudioForm, settings: Settings, requ
     data = await file.read()
     if raw is None and (wav := split_pcm_wav(data)) is not None:
         raw, data = wav  # plain PCM WAV: decoded without FFmpeg (see app.wav)
+    if raw is not None and len(data) <= INLINE_PCM_BYTES:
+        return decode(data, raw=raw, max_seconds=settings.max_audio_seconds)
     return await asyncio.to_thread(decode, data, raw=raw, max_seconds=settings.max_audio_seconds)
 
 

@@ -60,7 +60,12 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="Run every model once on silence before reporting ready.")
 
     max_batch_size: int = Field(8, ge=1, le=1024, description="Clips (or stream chunks) per model call.")
-    max_batch_wait_ms: float = Field(10.0, ge=0, description="How long the first request of a batch waits for company.")
+    max_batch_wait_ms: float = Field(
+        0.0, ge=0, description="How long the first request of every batch waits for company, even when every worker "
+        "is idle. 0 = a request that finds the workers idle goes at once (see busy_batch_wait_ms).")
+    busy_batch_wait_ms: float = Field(
+        10.0, ge=0, description="While another worker is running a job (requests are flowing), how long a free "
+        "worker lets the first request of its next batch wait for company (up to max_batch_size rows).")
     queue_limit: int = Field(64, ge=1, description="Waiting model calls before new requests get 503 + Retry-After.")
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 503s.")
     request_timeout_seconds: float = Field(120.0, gt=0, description="Deadline per request (plus timeout_per_audio_second "

@@ -81,3 +81,32 @@ def test_encode_round_trip(fmt):
 def test_encode_raw_pcm():
     x = torch.tensor([0.0, 0.5, -1.0, 2.0])
     assert np.frombuffer(encode(x, 16000, "pcm"), "<i2").tolist() == [0, 16384, -32767, 32767]
+
+
+@pytest.mark.parametrize("seconds", [1.0, 3.0])
+def test_small_pcm_uploads_decode_on_the_event_loop_and_larger_ones_in_a_thread(monkeypatch, seconds):
+    """A one-second WAV is decoded inline (cheaper than the hop to a thread); past INLINE_PCM_BYTES, or for
+    anything FFmpeg decodes, the decode runs in a thread. Either way the result is the same."""
+    import asyncio
+    import io
+
+    from fastapi import UploadFile
+    from starlette.requests import Request
+
+    from app import dependencies
+    from app.schemas import AudioForm
+    from app.settings import Settings
+
+    threaded = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(func, *args, **kwargs):
+        threaded.append(func)
+        return await real_to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(dependencies.asyncio, "to_thread", counting_to_thread)
+    data = wav_bytes(signal(seconds, 16000, 1), 16000)
+    request = Request({"type": "http", "method": "POST", "path": "/", "query_string": b"", "headers": []})
+    audio = asyncio.run(dependencies.read_audio(UploadFile(io.BytesIO(data)), AudioForm(), Settings(), request))
+    assert torch.equal(audio.samples, decode(data).samples) and audio.sample_rate == 16000
+    assert len(threaded) == (0 if 2 * 16000 * seconds <= dependencies.INLINE_PCM_BYTES else 1)

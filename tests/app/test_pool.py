@@ -15,6 +15,7 @@ import model_zoo
 from app.errors import WorkerLost
 from app.pool import Pool, PoolConfig
 from app.runners import make_runner
+from app.settings import Settings
 
 
 def run(coro):
@@ -51,6 +52,74 @@ def test_concurrent_requests_share_a_batch_and_results_match_single_calls(tiny_m
             assert sorted(b[2] for b in batches) == [1, 2]
             windows = await pool.forward("kws", np.zeros((3, 16000), np.float32), {}, deadline())
             assert windows.shape == (3, 37) and np.allclose(windows.sum(1), 1, atol=1e-5)
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_a_free_worker_takes_a_lone_request_at_once_and_batches_what_arrives_while_it_is_busy(tiny_models):
+    """Opportunistic batching (the default): no batch timer for a lone request; requests that queue while the
+    worker is busy go together in its next job."""
+    assert PoolConfig(models={}).max_batch_wait == 0 and Settings.model_fields["max_batch_wait_ms"].default == 0
+
+    async def main():
+        # One worker: whenever it is free, no other worker is busy, so nothing ever waits for company.
+        pool, batches = await started(tiny_models, max_batch_wait=0, busy_batch_wait=60, max_batch_size=8)
+        try:
+            clips = [np.random.default_rng(i).standard_normal((1, 16000)).astype(np.float32) * 0.1 for i in range(4)]
+            lone = asyncio.create_task(pool.forward("kws", clips[0], {}, deadline()))
+            # Dispatched within a few turns of the event loop: nothing waits on a timer for company.
+            for _ in range(50):
+                if batches:
+                    break
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1)]
+            # Queued while the lone request is in flight (or just after): one job for all three.
+            rest = await asyncio.gather(*(pool.forward("kws", c, {}, deadline()) for c in clips[1:]))
+            assert batches == [("kws", "forward", 1), ("kws", "forward", 3)]
+            alone = [await lone] + [await pool.forward("kws", c, {}, deadline()) for c in clips[1:]]
+            assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(alone, [alone[0], *rest]))
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_while_another_worker_is_busy_a_free_worker_waits_for_company(tiny_models):
+    """Under load (another worker running a job) the head of a batch waits for company, up to max_batch_size rows;
+    a request that finds every worker idle goes at once."""
+    async def main():
+        pool, batches = await started(tiny_models, workers_per_device=2, max_batch_wait=0, busy_batch_wait=3600,
+                                      max_batch_size=4)
+        pids = [s.handle.pid for s in pool._slots]
+        for pid in pids:
+            os.kill(pid, signals.SIGSTOP)  # frozen: every job sent stays in flight until SIGCONT
+        try:
+            clips = [np.random.default_rng(i).standard_normal((1, 16000)).astype(np.float32) * 0.1 for i in range(5)]
+            calls = [asyncio.create_task(pool.forward("kws", clips[0], {}, deadline(120)))]
+            for _ in range(50):  # every worker idle: sent at once
+                if batches:
+                    break
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1)] and pool._busy == 1
+            calls.append(asyncio.create_task(pool.forward("kws", clips[1], {}, deadline(120))))
+            for _ in range(50):  # the other worker is busy: the free one holds this request for company
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1)] and pool.queue_depth() == 1
+            calls += [asyncio.create_task(pool.forward("kws", c, {}, deadline(120))) for c in clips[2:]]
+            for _ in range(50):  # a full batch goes without waiting out the hour
+                if len(batches) > 1:
+                    break
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1), ("kws", "forward", 4)]
+        finally:
+            for pid in pids:
+                os.kill(pid, signals.SIGCONT)
+        try:
+            together = await asyncio.gather(*calls)
+            alone = [await pool.forward("kws", c, {}, deadline()) for c in clips]
+            assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(together, alone))
         finally:
             await pool.close()
 
