@@ -38,6 +38,7 @@ each other on a busy machine burnt 3 s of CPU per call instead of 0.12 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -276,14 +277,22 @@ class Pool:
                              headers={"Retry-After": str(self.config.retry_after_seconds)})
         call = _Call(op, model, payload, rows, self._loop.create_future(), deadline, length)
         queues = slot.queues if slot is not None else self._queues
-        queues.setdefault((op, model), deque()).append(call)
-        async with self._cond:
-            self._cond.notify_all()
-        remaining = deadline - time.monotonic()
+        queue = queues.setdefault((op, model), deque())
+        queue.append(call)
         try:
-            return await asyncio.wait_for(call.future, max(remaining, 0.0))
+            async with self._cond:
+                self._cond.notify_all()
+            return await asyncio.wait_for(call.future, max(deadline - time.monotonic(), 0.0))
         except TimeoutError:
             raise DeadlineExceeded("the request did not finish before its deadline") from None
+        finally:
+            # Cancelled or timed out while still queued (even before wait_for, waiting for the lock): the call
+            # leaves the queue and its future is done, which dispatchers skip, so it can never run after its
+            # caller gave up (a stream's step after the stream was closed, say) nor count against the queue limit.
+            if not call.future.done():
+                call.future.cancel()
+                with contextlib.suppress(ValueError):
+                    queue.remove(call)
 
     async def forward(self, model: str, rows: np.ndarray, options: dict, deadline: float) -> Any:
         """One call of ``model`` on ``rows (R, L)`` (R windows of one request), batched with others'."""

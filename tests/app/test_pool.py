@@ -16,6 +16,7 @@ from app.errors import WorkerLost
 from app.pool import Pool, PoolConfig
 from app.runners import make_runner
 from app.settings import Settings
+from app.worker import Failure, Job, Worker, WorkerSpec
 
 
 def run(coro):
@@ -141,6 +142,41 @@ def test_sessions_stay_resident_and_are_stepped_together(tiny_models):
             assert pool.active_sessions() == 0
             assert np.allclose(out_a, whole, atol=1e-4) and np.allclose(out_b, out_a, atol=1e-6)
             assert ("denoise", "step", 2) in batches  # both streams advanced in one network call
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_a_step_for_an_unknown_session_fails_only_its_own_row(tiny_models):
+    """A step queued for a stream closed meanwhile must not take down the streams batched with it."""
+    worker = Worker(WorkerSpec(models={"denoise": tiny_models["denoise"]}, warmup=False))
+    worker.load()
+    worker.handle(Job(1, "open", "denoise", [("a", {}), ("b", {})]))
+    chunk = np.random.default_rng(2).standard_normal(2560).astype(np.float32) * 0.1
+    alone = worker.handle(Job(2, "step", "denoise", [("b", chunk)]))[0]
+    mixed = worker.handle(Job(3, "step", "denoise", [("gone", chunk), ("a", chunk)]))
+    assert isinstance(mixed[0], Failure) and mixed[0].code == "session_not_found"
+    assert np.array_equal(mixed[1], alone)
+    finished = worker.handle(Job(4, "finish", "denoise", ["gone", "a"]))
+    assert isinstance(finished[0], Failure) and not isinstance(finished[1], Failure)
+
+
+def test_a_call_cancelled_before_dispatch_never_runs(tiny_models):
+    """Cancelled while still queued, even while waiting to wake the dispatchers: the call is dropped."""
+    async def main():
+        pool, batches = await started(tiny_models)
+        try:
+            clip = np.zeros((1, 2560), np.float32)
+            async with pool._cond:  # the dispatchers cannot take anything while we hold their lock
+                task = asyncio.create_task(pool.forward("denoise", clip, {}, deadline()))
+                await asyncio.sleep(0)  # the call is queued; the task now waits for the lock
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await asyncio.sleep(0.3)
+            assert not [b for b in batches if b[1] == "forward"] and pool.queue_depth() == 0
+            await pool.forward("denoise", clip, {}, deadline())  # and the pool still serves
+            assert [b for b in batches if b[1] == "forward"] == [("denoise", "forward", 1)]
         finally:
             await pool.close()
 
