@@ -281,14 +281,38 @@ def service_section(service: dict) -> str:
 
 
 def soak_section(soak: dict) -> str:
+    """The request mix and the concurrent streams of ``bench/soak.py`` (either may be absent)."""
     checks = ", ".join(f"{name} {'ok' if ok else 'FAILED'}" for name, ok in soak["checks"].items())
-    return (f"{soak['requests']} requests at concurrency {soak['concurrency']}: {soak['errors']} errors, "
-            f"{soak['admission_503']} admission 503s; resident memory {number(soak['rss_warm_mb'])} MB after warm-up, "
-            f"peak {number(soak['rss_peak_mb'])} MB ({100 * soak['rss_growth']:.2f}% growth); server descriptors "
-            f"{soak['server_fds_warm']} -> {soak['server_fds_last']}; sessions left {soak['sessions_last']:g}.\n\n"
-            f"Checks: {checks}."
+    parts = []
+    if soak.get("requests"):
+        parts.append(
+            f"{soak['requests']} requests at concurrency {soak['concurrency']}: {soak['errors']} errors, "
+            f"{soak['admission_503']} admission 503s."
             + (f" Unexpected statuses (0: no HTTP answer, a transport error): {', '.join(soak['unexpected'])}."
                if soak.get("unexpected") else ""))
+    streams = soak.get("streams")
+    if streams:
+        refusals = streams["capacity_refusals"]  # by kind (handshake 503, close 1013)
+        refused = sum(refusals.values()) if isinstance(refusals, dict) else refusals
+        errors = ", ".join(f"{kind} {n}" for kind, n in streams["errors"].items()) or "none"
+        parts.append(
+            f"{streams['streams']} concurrent streams for {streams['minutes']:g} minutes: "
+            f"{streams['sessions_started']} sessions ({streams['sessions_completed']} completed, "
+            f"{streams['sessions_abandoned']} abandoned or dropped on purpose), "
+            f"{number(streams['audio_seconds_sent'])} s of audio sent in real time, "
+            f"{streams['messages_total']} server messages; capacity refusals {refused}; "
+            f"errors: {errors}.")
+    parts.append(
+        f"Resident memory (server and workers) {number(soak['rss_warm_mb'])} MB after warm-up, peak "
+        f"{number(soak['rss_peak_mb'])} MB ({100 * soak['rss_growth']:.2f}% growth); server descriptors "
+        f"{soak['server_fds_warm']} -> {soak['server_fds_last']}; sessions left {soak['sessions_last']:g}; "
+        f"load average {soak['load_mean']:.1f} on average."
+        if "load_mean" in soak else
+        f"Resident memory {number(soak['rss_warm_mb'])} MB after warm-up, peak {number(soak['rss_peak_mb'])} MB "
+        f"({100 * soak['rss_growth']:.2f}% growth); server descriptors {soak['server_fds_warm']} -> "
+        f"{soak['server_fds_last']}; sessions left {soak['sessions_last']:g}.")
+    parts.append(f"Checks: {checks}.")
+    return "\n\n".join(parts)
 
 
 def fuzz_section(fuzz: dict) -> str:

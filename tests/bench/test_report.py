@@ -76,3 +76,22 @@ def test_streaming_benchmark_cpu_times_lead_the_headline(tmp_path):
     text = report.write_report({"streaming": path}, tmp_path / "R.md", tmp_path / "plots")
     assert "| `asr` | bench/streaming.py, 1 thread(s), cpu time | 0.040 | 25.0 |" in text
     assert "wall time" in text  # both clocks in the RTF table and plot
+
+
+def test_soak_section_reports_requests_and_streams_and_failed_checks():
+    report = load_report_module()
+    soak = {"requests": 10000, "concurrency": 8, "errors": 0, "admission_503": 3, "rss_warm_mb": 1000.0,
+            "rss_peak_mb": 1020.0, "rss_growth": 0.02, "server_fds_warm": 19, "server_fds_last": 13,
+            "sessions_last": 0.0, "load_mean": 2.5,
+            "checks": {"rss_growth_under_limit": True, "no_stream_errors": False},
+            "streams": {"streams": 6, "minutes": 30.0, "sessions_started": 340, "sessions_completed": 243,
+                        "sessions_abandoned": 96, "audio_seconds_sent": 10874.2, "messages_total": 72993,
+                        "capacity_refusals": {"handshake_503": 2}, "errors": {"close_1011": 1}}}
+    text = report.soak_section(soak)
+    assert "10000 requests at concurrency 8: 0 errors, 3 admission 503s." in text
+    assert "6 concurrent streams for 30 minutes: 340 sessions (243 completed" in text
+    assert "capacity refusals 2; errors: close_1011 1." in text
+    assert "(2.00% growth)" in text and "no_stream_errors FAILED" in text
+    del soak["streams"]
+    soak["requests"] = 200
+    assert "streams" not in report.soak_section(soak)
