@@ -91,6 +91,17 @@ def fd_count(pid: int) -> int:
         return 0
 
 
+def close_detail(ws) -> str:
+    """Who closed: the close frames sent and received (none either way: the TCP connection just ended; sent by
+    this client with 1011 "keepalive ping timeout": its pings went unanswered)."""
+    protocol = ws.protocol
+
+    def frame(close) -> str:
+        return "none" if close is None else f"{close.code} {close.reason!r}"
+
+    return f"close frame sent {frame(protocol.close_sent)}, received {frame(protocol.close_rcvd)}"
+
+
 @dataclass
 class Sample:
     requests: int
@@ -324,7 +335,7 @@ class StreamSession:
             self._count("capacity")
         else:
             self.tally.error(f"close_{ws.close_code}", f"{self.task}/{self.pattern} session {self.session_id}: {what}, "
-                                                       f"{ws.close_reason!r}, {self.bad or ''}")
+                                                       f"{ws.close_reason!r}, {self.bad or ''}; {close_detail(ws)}")
             self._count("error")
         ws.transport.abort()
 
@@ -336,7 +347,7 @@ class StreamSession:
             return
         problem = self.bad
         if problem is None and ws.close_code != 1000:
-            problem = f"close {ws.close_code} {ws.close_reason!r}"
+            problem = f"close {ws.close_code} {ws.close_reason!r}; {close_detail(ws)}; last {types[-3:]}"
         if problem is None and (not types or types[-1] != "session.ended"):
             problem = f"last message {types[-1:]} is not session.ended"
         if problem is None and self.task == "transcribe" and (len(types) < 2 or types[-2] != "transcript.final"):
