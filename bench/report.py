@@ -301,7 +301,8 @@ def soak_section(soak: dict) -> str:
             f"{streams['sessions_abandoned']} abandoned or dropped on purpose), "
             f"{number(streams['audio_seconds_sent'])} s of audio sent in real time, "
             f"{streams['messages_total']} server messages; capacity refusals {refused}; "
-            f"errors: {errors}.")
+            f"errors: {errors}."
+            + "".join(f"\n\n- `{example}`" for example in streams.get("error_examples", [])))
     parts.append(
         f"Resident memory (server and workers) {number(soak['rss_warm_mb'])} MB after warm-up, peak "
         f"{number(soak['rss_peak_mb'])} MB ({100 * soak['rss_growth']:.2f}% growth); server descriptors "
