@@ -258,16 +258,46 @@ class StreamHandler:
         self.protocol: TaskProtocol | None = None
         self.stream: LiveStream | None = None
         self.session_id = uuid.uuid4().hex
+        # Messages read off the socket, waiting for the handler (see _read_socket); bounded in bytes.
+        self._inbox: asyncio.Queue[dict] = asyncio.Queue()
+        self._inbox_bytes = 0
+        self._inbox_limit = max(1 << 20, int(settings.stream_max_buffer_seconds * 48000 * 4))  # 48 kHz float32
+        self._inbox_space = asyncio.Event()
+        self._reader: asyncio.Task | None = None
 
     def _receive_timeout(self) -> float:
         left = self.settings.stream_max_session_seconds - (time.monotonic() - self.opened)
         return max(0.0, min(self.settings.stream_idle_timeout_seconds, left))
 
+    async def _read_socket(self) -> None:
+        """Read the socket all the time, into the inbox. uvicorn stops reading a websocket while its app is not
+        receiving, and then answers no ping either: a handler waiting for a flush to drain a backlog made clients
+        give up on their keepalive (a 30-minute soak saw it). Past the inbox bound the reader waits, and the
+        socket's own flow control takes over."""
+        try:
+            while True:
+                message = await self.websocket.receive()
+                self._inbox_bytes += len(message.get("bytes") or b"") + len(message.get("text") or "")
+                self._inbox.put_nowait(message)
+                if message["type"] == "websocket.disconnect":
+                    return
+                while self._inbox_bytes > self._inbox_limit:
+                    self._inbox_space.clear()
+                    await self._inbox_space.wait()
+        except (RuntimeError, OSError):  # the socket is gone
+            self._inbox.put_nowait({"type": "websocket.disconnect", "code": 1006})
+
+    async def _next_message(self) -> dict:
+        message = await self._inbox.get()
+        self._inbox_bytes -= len(message.get("bytes") or b"") + len(message.get("text") or "")
+        self._inbox_space.set()
+        return message
+
     async def _receive(self) -> dict:
         """The next message; WebSocketDisconnect when the client left; Closing on idle timeout, session length,
         or a failed pump."""
         timeout = self._receive_timeout()
-        receiving = asyncio.ensure_future(self.websocket.receive())
+        receiving = asyncio.ensure_future(self._next_message())
         waiters = {receiving}
         failure = asyncio.ensure_future(self.stream.wait_failure()) if self.stream is not None else None
         if failure is not None:
@@ -307,6 +337,7 @@ class StreamHandler:
             return (first["type"], first["msg"])
 
     async def run(self) -> None:
+        self._reader = asyncio.create_task(self._read_socket(), name=f"read-{self.session_id[:8]}")
         try:
             start = await self._wait_for_start()
             await self._open(start)
@@ -318,6 +349,7 @@ class StreamHandler:
         except WebSocketDisconnect:
             pass
         finally:
+            self._reader.cancel()
             if self.stream is not None:
                 await self.stream.close()  # frees the worker's state at once
 

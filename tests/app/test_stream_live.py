@@ -172,6 +172,29 @@ def test_the_demo_page_streams_the_microphone(live_server, browser_launcher, tmp
         browser.close()
 
 
+def test_the_server_answers_pings_while_a_flush_waits_for_the_model(live_server):
+    """A handler waiting for a flush to drain still reads the socket: uvicorn answers no ping while its app is not
+    receiving, and a client's keepalive would give up (a 30-minute soak saw it under load)."""
+    clip = signal(0.5)[0].astype("<f4").tobytes()
+    pids = [worker["pid"] for worker in httpx.get(f"{live_server}/health/ready").json()["workers"]]
+    with connect(ws_url(live_server, "keywords")) as ws:
+        ws.send(json.dumps({"type": "session.start", "encoding": "pcm_f32le"}))
+        assert json.loads(ws.recv())["type"] == "session.started"
+        for pid in pids:  # the model stops answering: the flush cannot drain
+            os.kill(pid, signal_module.SIGSTOP)
+        try:
+            ws.send(clip)
+            ws.send(json.dumps({"type": "input.flush"}))
+            ws.send(clip)  # uvicorn hands this to the app and stops reading until the app takes it
+            assert ws.ping().wait(5), "no pong while the flush waited for the model"
+        finally:
+            for pid in pids:
+                os.kill(pid, signal_module.SIGCONT)
+        ws.send(json.dumps({"type": "session.end"}))
+        messages = [json.loads(m) for m in ws if isinstance(m, str)]
+        assert ws.close_code == 1000 and messages[-1]["type"] == "session.ended"
+
+
 def test_a_stream_whose_worker_dies_gets_worker_lost_and_1013(live_server):
     """Last in this module: it costs the server a worker restart."""
     clip = signal(0.5)[0].astype("<f4").tobytes()
