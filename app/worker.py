@@ -114,7 +114,6 @@ class Worker:
             log.error("job %s (%s on %s) failed:\n%s", job.id, job.op, job.model, traceback.format_exc())
             return [Failure(f"{type(err).__name__}: {err}")] * len(job.items)
 
-
     @staticmethod
     def _unknown(session_id: str) -> Failure:
         # Only this row fails: a step queued for a stream that was closed meanwhile must not fail the healthy

@@ -292,26 +292,21 @@ def soak_section(soak: dict) -> str:
                if soak.get("unexpected") else ""))
     streams = soak.get("streams")
     if streams:
-        refusals = streams["capacity_refusals"]  # by kind (handshake 503, close 1013)
-        refused = sum(refusals.values()) if isinstance(refusals, dict) else refusals
         errors = ", ".join(f"{kind} {n}" for kind, n in streams["errors"].items()) or "none"
         parts.append(
             f"{streams['streams']} concurrent streams for {streams['minutes']:g} minutes: "
             f"{streams['sessions_started']} sessions ({streams['sessions_completed']} completed, "
             f"{streams['sessions_abandoned']} abandoned or dropped on purpose), "
             f"{number(streams['audio_seconds_sent'])} s of audio sent in real time, "
-            f"{streams['messages_total']} server messages; capacity refusals {refused}; "
+            f"{streams['messages_total']} server messages; "
+            f"capacity refusals {sum(streams['capacity_refusals'].values())}; "
             f"errors: {errors}."
             + "".join(f"\n\n- `{example}`" for example in streams.get("error_examples", [])))
+    load = f"; load average {soak['load_mean']:.1f} on average" if "load_mean" in soak else ""
     parts.append(
         f"Resident memory (server and workers) {number(soak['rss_warm_mb'])} MB after warm-up, peak "
         f"{number(soak['rss_peak_mb'])} MB ({100 * soak['rss_growth']:.2f}% growth); server descriptors "
-        f"{soak['server_fds_warm']} -> {soak['server_fds_last']}; sessions left {soak['sessions_last']:g}; "
-        f"load average {soak['load_mean']:.1f} on average."
-        if "load_mean" in soak else
-        f"Resident memory {number(soak['rss_warm_mb'])} MB after warm-up, peak {number(soak['rss_peak_mb'])} MB "
-        f"({100 * soak['rss_growth']:.2f}% growth); server descriptors {soak['server_fds_warm']} -> "
-        f"{soak['server_fds_last']}; sessions left {soak['sessions_last']:g}.")
+        f"{soak['server_fds_warm']} -> {soak['server_fds_last']}; sessions left {soak['sessions_last']:g}{load}.")
     parts.append(f"Checks: {checks}.")
     return "\n\n".join(parts)
 

@@ -248,6 +248,11 @@ def _unknown_keywords(start: SessionStart | SessionUpdate, card: dict) -> list[s
     return sorted(set(start.keywords or ()) - set(card.get("labels", ())))
 
 
+def _message_bytes(message: dict) -> int:
+    """What a websocket message holds, for the inbox bound."""
+    return len(message.get("bytes") or b"") + len(message.get("text") or "")
+
+
 class StreamHandler:
     """Runs one websocket from ``session.start`` to the close."""
 
@@ -277,7 +282,7 @@ class StreamHandler:
         try:
             while True:
                 message = await self.websocket.receive()
-                self._inbox_bytes += len(message.get("bytes") or b"") + len(message.get("text") or "")
+                self._inbox_bytes += _message_bytes(message)
                 self._inbox.put_nowait(message)
                 if message["type"] == "websocket.disconnect":
                     return
@@ -289,7 +294,7 @@ class StreamHandler:
 
     async def _next_message(self) -> dict:
         message = await self._inbox.get()
-        self._inbox_bytes -= len(message.get("bytes") or b"") + len(message.get("text") or "")
+        self._inbox_bytes -= _message_bytes(message)
         self._inbox_space.set()
         return message
 
