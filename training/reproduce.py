@@ -28,7 +28,16 @@ def ensure_corpus(recipe: Recipe) -> dict:
 
         build_corpus(recipe.task, root, seed=recipe.corpus_seed, size=recipe.corpus_size, workers=2,
                      progress=True, allow_missing=True if recipe.corpus_size == "tiny" else None)
-    return json.loads((root / "corpus.json").read_text())
+    meta = json.loads((root / "corpus.json").read_text())
+    from .corpus import parse_size
+
+    # A recipe whose corpus size changed must not silently train on the old corpus left at its data_root.
+    wanted = {"task": recipe.task, "seed": recipe.corpus_seed, "requested": parse_size(recipe.task, recipe.corpus_size)[1]}
+    found = {key: meta.get(key) for key in wanted}
+    if found != wanted:
+        raise SystemExit(f"the corpus at {root} was built as {found}, but recipe {recipe.name} asks for {wanted}; "
+                         f"move that folder away (it is rebuilt) or point data_root elsewhere")
+    return meta
 
 
 def _data_description(meta: dict) -> str:

@@ -28,6 +28,13 @@ def corpora(tmp_path_factory) -> Path:
     return base
 
 
+def test_a_corpus_of_another_size_is_refused_not_reused(corpora):
+    recipe = smoke("kws", corpora, "corpus_size=\"50,5,5\"")
+    with pytest.raises(SystemExit, match="was built as"):
+        ensure_corpus(recipe)
+    assert ensure_corpus(smoke("kws", corpora))["requested"]  # the recipe it was built for is accepted
+
+
 def smoke(task: str, corpora: Path, *extra: str):
     return apply_overrides(get_recipe(f"{task}-smoke"), [f"data_root={corpora / task}", *extra])
 
