@@ -13,9 +13,9 @@ Two front ends, chosen by ``DenoiseConfig.frontend``:
   "remove what is not speech" the easy function to learn.
 
 Hourglass: encoder level k is an SSM stage (LayerNorm over channels, SiLU) whose output is kept as the skip,
-then a strided downsampling by ``factors[k]``. Bottleneck: two s5 stages. Decoder level k (reverse order):
-upsampling (1x1 convolution to ``r * C`` channels unfolded in time), plus the skip, then an SSM stage; then an
-output stage and a final linear SSM layer.
+then a strided downsampling by ``factors[k]``. Bottleneck: ``bottleneck_stages`` s5 stages. Decoder level k
+(reverse order): upsampling (1x1 convolution to ``r * C`` channels unfolded in time), plus the skip, then an SSM
+stage; then an optional output stage and a final linear SSM layer.
 
 Algorithmic latency: an output sample needs the whole coarsest frame it belongs to, so up to
 ``block_length - 1`` samples of look-ahead, ``block_length = frame * prod(factors)``. ``forward`` pads a clip
@@ -48,6 +48,8 @@ class DenoiseConfig:
     frontend: str = "filterbank"
     filters: int = 64  # filterbank channels
     frame: int = 16  # filterbank frame length and hop, in samples
+    bottleneck_stages: int = 2
+    output_stage: bool = True  # an SSM stage before the final linear SSM layer
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:
@@ -63,7 +65,10 @@ class DenoiseConfig:
 
 
 DENOISE_SIZES: dict[str, DenoiseConfig] = {
-    "small": DenoiseConfig(),
+    # Two levels, one bottleneck stage, no output stage: six SSM layers instead of the ten of the defaults.
+    # Streaming a 20 ms chunk at batch 1 costs calls, not arithmetic (bench/README.md), so fewer stages is what
+    # makes it fast; the coarser 4x factors keep the receptive field. Latency: 16 x 4 x 4 - 1 = 255 samples.
+    "small": DenoiseConfig(channels=(64, 128), factors=(4, 4), bottleneck_stages=1, output_stage=False),
     # aTENNuate's widths and factors (centaurus.md), on the raw waveform.
     "paper": DenoiseConfig(channels=(16, 32, 64, 96, 128, 256), factors=(4, 4, 2, 2, 2, 2), frontend="waveform"),
 }
@@ -86,14 +91,15 @@ class DenoiseNet(nn.Module):
             self.encoder.append(SSMStage(config.layer, previous, channels))
             self.down.append(Downsample(channels, channels, factor))
             previous = channels
-        self.bottleneck = nn.ModuleList([SSMStage(config.bottleneck, previous, previous) for _ in range(2)])
+        self.bottleneck = nn.ModuleList(
+            [SSMStage(config.bottleneck, previous, previous) for _ in range(config.bottleneck_stages)])
         self.up = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for channels, factor in reversed(list(zip(config.channels, config.factors))):
             self.up.append(Upsample(previous, channels, factor))
             self.decoder.append(SSMStage(config.layer, channels, channels))
             previous = channels
-        self.out_stage = SSMStage(config.layer, previous, previous)
+        self.out_stage = SSMStage(config.layer, previous, previous) if config.output_stage else None
         self.out_layer = config.layer.build(previous, frame_channels)
         self.synthesis = Upsample(config.filters, 1, config.frame) if filterbank else None
         if filterbank:
@@ -152,7 +158,9 @@ class DenoiseNet(nn.Module):
             h = stage(h)
         for up, stage, skip in zip(self.up, self.decoder, reversed(skips)):
             h = stage(up(h) + skip)
-        y = self._output(frames, self.out_layer(self.out_stage(h)))
+        if self.out_stage is not None:
+            h = self.out_stage(h)
+        y = self._output(frames, self.out_layer(h))
         return y[:, 0, :length]
 
     # ---- streaming ---------------------------------------------------------------------------------------------
@@ -174,7 +182,7 @@ class DenoiseNet(nn.Module):
             "frames": torch.zeros(batch_size, frame_channels, 0, device=device, dtype=dtype),
             # Input samples not yet emitted: for ``flush`` to know how many are pending.
             "pending": 0,
-            "out_stage": init(self.out_stage),
+            "out_stage": init(self.out_stage) if self.out_stage is not None else None,
             "out_layer": init(self.out_layer),
         }
 
@@ -202,7 +210,8 @@ class DenoiseNet(nn.Module):
             n = h.shape[-1]
             skip, s["skips"][level] = s["skips"][level][..., :n], s["skips"][level][..., n:]
             h, s["decoder"][k] = stage.step(h + skip, s["decoder"][k])
-        h, s["out_stage"] = self.out_stage.step(h, s["out_stage"])
+        if self.out_stage is not None:
+            h, s["out_stage"] = self.out_stage.step(h, s["out_stage"])
         h, s["out_layer"] = self.out_layer.step(h, s["out_layer"])
         n = h.shape[-1]
         y = self._output(s["frames"][..., :n], h)
