@@ -30,9 +30,10 @@ over channels (dws, s5, neck), by the chunked state-space scan of
 :func:`~model_zoo.ssm.basis.basis_convolution`: matrix products only, several times faster per FLOP on a CPU.
 Basis steps stay lazy (:class:`_LazyBasis`) until a step needs the kernel in the time domain.
 
-Streaming (``init_state``/``step``) carries the complex state and is exact: concatenated chunk outputs equal
-``forward`` on the whole clip. At inference a chunk's own response comes from the layer's impulse response,
-cached as a spectrum per chunk length.
+Streaming (``init_state``/``step``) carries the complex state as a real tensor (Re and Im interleaved in a
+trailing axis of 2) and is exact: concatenated chunk outputs equal ``forward`` on the whole clip. At inference a
+short chunk of the dws, s5 and neck modes is one product with a cached real block matrix; otherwise the chunk's
+own response comes from the layer's impulse response, cached as a spectrum per chunk length.
 """
 
 from __future__ import annotations
@@ -318,11 +319,11 @@ class SSMLayer(nn.Module):
 
     # ---- streaming ---------------------------------------------------------------------------------------------
     def init_state(self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
-        """Zero state, complex ``(B, *state)`` (shapes in the module docstring)."""
-        real = dtype or self.a_real.dtype
-        complex_dtype = torch.complex128 if real == torch.float64 else torch.complex64
-        shape = (batch_size, *self._shape(self.spec.state))
-        return torch.zeros(shape, dtype=complex_dtype, device=device or self.a_real.device)
+        """Zero state ``(B, *state, 2)``: the complex state (shapes in the module docstring) with Re and Im
+        interleaved, real so that the inference step is one real matrix product and states batch like any
+        other tensor. ``torch.view_as_complex`` gives the complex view."""
+        shape = (batch_size, *self._shape(self.spec.state), 2)
+        return torch.zeros(shape, dtype=dtype or self.a_real.dtype, device=device or self.a_real.device)
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """One chunk: x ``(B, C_in, T)``, any T >= 0 -> y ``(B, C_out, T)`` and the state after the chunk.
@@ -339,6 +340,8 @@ class SSMLayer(nn.Module):
             operators = self._block_operators(length, state.dtype, x.device)
             if operators is not None:
                 return self._block_step(x, state, operators)
+        real_state = state
+        state = torch.view_as_complex(real_state.contiguous())
         net, spec, s = self.spec.network, self.spec, self.spec.state
         lam_chunk, free, feed = self._stream_tables(length)
         u_idx = net.indices[0]
@@ -351,7 +354,7 @@ class SSMLayer(nn.Module):
         drive = [self.weights[n].to(state.dtype) for n in spec.drive]
         eq = ",".join([u_idx, *(weight_idx[n] for n in spec.drive), f"{s}t"]) + f"->b{s}"
         new_state = lam_chunk * state + torch.einsum(eq, u, *drive, feed)
-        return self._forced_response(x) + y_free.to(x.dtype), new_state
+        return self._forced_response(x) + y_free.to(x.dtype), torch.view_as_real(new_state).to(real_state.dtype)
 
     def _forced_response(self, x: Tensor) -> Tensor:
         """``forward(x)`` for one chunk ``(B, C_in, T)``.
@@ -396,82 +399,80 @@ class SSMLayer(nn.Module):
     # products over P with matrices cached per chunk length, instead of a planned contraction, FFTs and einsums.
     BLOCK_STEP_ELEMENTS = 1 << 21  # largest cached block matrices per chunk length (8 MB in float32)
 
-    def _block_operators(self, length: int, complex_dtype: torch.dtype, device: torch.device) -> dict | None:
-        """The cached matrices of :meth:`_block_step` for chunks of ``length`` (None where it does not apply).
+    def _block_operators(self, length: int, dtype: torch.dtype, device: torch.device) -> dict | None:
+        """The cached matrix of :meth:`_block_step` for chunks of ``length`` (None where it does not apply).
 
-        ``into_z (P, 2Q + T, T)``: ``[Re h, Im h, v]`` -> z; ``into_state (P, T, 2Q)``: v -> the state after
-        (interleaved Re, Im), added to ``lambda^T h`` with ``lam_chunk (P, 1, Q)``; ``drive (P, C_in)`` or None
-        (dws); ``readout (C_out, P)``; ``bias (C_out, 1)`` or None. Built in float64 from the parameters, cached
-        per (length, dtype, device) and rebuilt when a parameter's version or storage changes (an optimiser
-        step, ``load_state_dict``, assigning ``.data``)."""
+        ``matrix (P, 2Q + T, T + 2Q)`` maps ``[h, v]`` to ``[z, h']`` for each of the P state blocks: h the
+        state before the chunk (Re, Im interleaved), v the chunk's drive, z the pre-readout output and h' the
+        state after. ``drive (P, C_in)`` or None (dws); ``readout (C_out, P)``; ``bias (C_out, 1)`` or None.
+        Built in float64 from the parameters, cached per (length, dtype, device) and rebuilt when a parameter's
+        version or storage changes (an optimiser step, ``load_state_dict``, assigning ``.data``)."""
         if self.mode not in ("dws", "s5", "neck"):
             return None
         # Read straight from the parameter dicts: nn.Module attribute lookup costs ~1 us a name.
         stamp = [(p._version, p.data_ptr()) for p in (*self._parameters.values(), *self.weights._parameters.values())
                  if p is not None]
-        key = ("block", length, complex_dtype, device)
+        key = ("block", length, dtype, device)
         cached = self._stream_cache.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
         blocks, states = (self.sizes["n"], 1) if self.mode == "s5" else self._shape(self.spec.state)
-        if blocks * length * (length + 4 * states) > self.BLOCK_STEP_ELEMENTS:
+        if blocks * (length + 2 * states) ** 2 > self.BLOCK_STEP_ELEMENTS:
             self._remember(key, (stamp, None))
             return None
-        real = torch.float64 if complex_dtype == torch.complex128 else torch.float32
         with torch.no_grad():
             decay, freq, dt = (t.to(torch.float64).reshape(blocks, states) for t in self.discretised())
             w = self.weights
             e = w["E"].to(torch.float64) if "E" in w else torch.ones_like(dt)
             powers = complex_powers(decay, freq, torch.arange(length + 1, device=device))  # (P, Q, T + 1)
-            # state -> z[t]: Re(E lambda^(t+1) h) = E (Re lambda^(t+1) Re h - Im lambda^(t+1) Im h)
+            matrix = torch.zeros(blocks, 2 * states + length, length + 2 * states, dtype=torch.float64, device=device)
+            # h -> z[t]: Re(E lambda^(t+1) h) = E (Re lambda^(t+1) Re h - Im lambda^(t+1) Im h)
             state_z = torch.stack([powers.real, -powers.imag], 2)[..., 1:] * e[..., None, None]  # (P, Q, 2, T)
+            matrix[:, : 2 * states, :length] = state_z.reshape(blocks, 2 * states, length)
+            # h -> h': lambda^T h, a 2x2 rotation and decay of each (Re, Im) pair
+            lam = powers[..., length]  # (P, Q)
+            rotation = torch.stack([torch.stack([lam.real, lam.imag], -1), torch.stack([-lam.imag, lam.real], -1)], -2)
+            pairs = matrix[:, : 2 * states, length:].view(blocks, states, 2, states, 2)
+            pairs.diagonal(dim1=1, dim2=3).copy_(rotation.permute(0, 2, 3, 1))
             # v[s] -> z[t], s <= t: the kernel's taps k[t - s] = sum_q E dt Re lambda^(t - s)
             taps = (e * dt)[..., None].mul(powers.real[..., :length]).sum(1)  # (P, T)
             lag = torch.arange(length, device=device)
             lag = lag[None, :] - lag[:, None]  # [s, t] -> t - s
-            toeplitz = torch.where(lag >= 0, taps[:, lag.clamp(min=0)], 0.0)  # (P, T, T)
-            into_z = torch.cat([state_z.reshape(blocks, 2 * states, length), toeplitz], 1)
-            # v[s] -> the state after the chunk: dt lambda^(T-1-s), interleaved Re, Im
+            matrix[:, 2 * states :, :length] = torch.where(lag >= 0, taps[:, lag.clamp(min=0)], 0.0)
+            # v[s] -> h': dt lambda^(T-1-s), interleaved Re, Im
             feed = dt[..., None] * powers[..., :length].flip(-1)  # (P, Q, T)
-            into_state = torch.view_as_real(feed.permute(0, 2, 1).contiguous()).reshape(blocks, length, 2 * states)
+            matrix[:, 2 * states :, length:] = torch.view_as_real(feed.permute(0, 2, 1)).reshape(blocks, length, -1)
             operators = {
-                "dtype": real,
-                "into_z": into_z.to(real).contiguous(),
-                "into_state": into_state.to(real).contiguous(),
-                "lam_chunk": powers[..., length][:, None, :].to(complex_dtype),
-                "drive": w["B"].to(real).reshape(blocks, self.in_channels) if "B" in w else None,
-                "readout": w["C"].to(real).reshape(self.out_channels, blocks).contiguous(),
-                "bias": None if self.bias is None else self.bias.to(real)[:, None].contiguous(),
+                "dtype": dtype,
+                "matrix": matrix.to(dtype),
+                "drive": w["B"].to(dtype).reshape(blocks, self.in_channels) if "B" in w else None,
+                "readout": w["C"].to(dtype).reshape(self.out_channels, blocks).contiguous(),
+                "bias": None if self.bias is None else self.bias.to(dtype)[:, None].contiguous(),
                 "state_shape": self._shape(self.spec.state),
-                "blocks": (blocks, states),
+                "rows": (blocks, 2 * states),
             }
         self._remember(key, (stamp, operators))
         return operators
 
     def _block_step(self, x: Tensor, state: Tensor, op: dict) -> tuple[Tensor, Tensor]:
-        """:meth:`step` for a short chunk by the block matrices of :meth:`_block_operators`. Works in the
-        layout ``(P, B, ...)`` (blocks first, a view for B = 1), so both products are one ``bmm``; the new state
-        is a view of the product's result, in the ``(B, *state)`` shape of :meth:`init_state`."""
+        """:meth:`step` for a short chunk by the block matrix of :meth:`_block_operators`: ``[h, v] @ matrix``,
+        one ``bmm`` in the layout ``(P, B, ...)`` (blocks first, a view for B = 1), whose last 2Q columns are the
+        new state, returned as a view in the ``(B, *state, 2)`` shape of :meth:`init_state`."""
         batch, _, length = x.shape
-        blocks, states = op["blocks"]
+        blocks, width = op["rows"]
         u = x if x.dtype == op["dtype"] else x.to(op["dtype"])
         if op["drive"] is None:  # dws: the input channels are the blocks
             v = u.transpose(0, 1)  # (P, B, T)
         else:
             flat = u[0] if batch == 1 else u.transpose(0, 1).reshape(self.in_channels, batch * length)
             v = torch.mm(op["drive"], flat).view(blocks, batch, length)
-        h = state.view(batch, blocks, states).transpose(0, 1)  # (P, B, Q) complex
-        z = torch.bmm(torch.cat([torch.view_as_real(h).reshape(blocks, batch, 2 * states), v], 2), op["into_z"])
-        after = torch.view_as_real(h * op["lam_chunk"]).reshape(blocks, batch, 2 * states)  # a fresh tensor
-        if length == 1:  # a product over one sample: bmm with inner size 1 was 5-10x slower than this
-            after.addcmul_(v, op["into_state"])
-        else:
-            after.baddbmm_(v, op["into_state"])
-        new_state = torch.view_as_complex(after.view(blocks, batch, states, 2)).transpose(0, 1)
-        z = z.view(blocks, batch * length)
+        h = state.view(batch, blocks, width).transpose(0, 1)  # (P, B, 2Q)
+        out = torch.bmm(torch.cat([h, v], 2), op["matrix"])  # (P, B, T + 2Q)
+        z = out[:, 0, :length] if batch == 1 else out[..., :length].reshape(blocks, batch * length)
         y = torch.mm(op["readout"], z) if op["bias"] is None else torch.addmm(op["bias"], op["readout"], z)
-        y = y.view(self.out_channels, batch, length).transpose(0, 1)
-        return (y if y.dtype == x.dtype else y.to(x.dtype)), new_state.reshape(batch, *op["state_shape"])
+        y = y.unsqueeze(0) if batch == 1 else y.view(self.out_channels, batch, length).transpose(0, 1)
+        new_state = out[..., length:].transpose(0, 1).view(batch, *op["state_shape"], 2)
+        return (y if y.dtype == x.dtype else y.to(x.dtype)), new_state
 
     def _remember(self, key: tuple, value) -> None:
         if len(self._stream_cache) > 16:  # a few chunk lengths in use at a time

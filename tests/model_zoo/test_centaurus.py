@@ -178,7 +178,7 @@ def test_block_step_equals_general_step(mode, length):
     """The inference step by cached block matrices against the general (differentiable) step, from a random
     state; and the matrices follow the parameters when they change."""
     layer = make(mode).eval()
-    state = torch.randn(layer.init_state(B).shape, dtype=torch.complex128)
+    state = torch.randn(layer.init_state(B).shape, dtype=torch.float64)
     x = torch.randn(B, C_IN, length, dtype=torch.float64)
     for _ in range(2):
         with torch.no_grad():
@@ -193,11 +193,13 @@ def test_block_step_equals_general_step(mode, length):
 
 
 def test_state_shapes():
-    assert SSMLayer(4, 6, 3, "dws").init_state(2).shape == (2, 4, 3)
-    assert SSMLayer(4, 6, 3, "s5", blocks=2).init_state(2).shape == (2, 6)
-    assert SSMLayer(4, 6, 3, "neck", blocks=2).init_state(2).shape == (2, 2, 3)
-    assert SSMLayer(4, 6, 3, "full").init_state(2).shape == (2, 1, 6, 4, 3)
-    assert SSMLayer(4, 6, 3, "group", groups=2).init_state(2).shape == (2, 2, 3, 2, 3)
+    """The complex state's shape (module docstring) with Re and Im in a trailing axis."""
+    assert SSMLayer(4, 6, 3, "dws").init_state(2).shape == (2, 4, 3, 2)
+    assert SSMLayer(4, 6, 3, "s5", blocks=2).init_state(2).shape == (2, 6, 2)
+    assert SSMLayer(4, 6, 3, "neck", blocks=2).init_state(2).shape == (2, 2, 3, 2)
+    assert SSMLayer(4, 6, 3, "full").init_state(2).shape == (2, 1, 6, 4, 3, 2)
+    assert SSMLayer(4, 6, 3, "group", groups=2).init_state(2).shape == (2, 2, 3, 2, 3, 2)
+    assert SSMLayer(4, 6, 3, "dws").init_state(2, dtype=torch.float64).dtype == torch.float64
 
 
 @pytest.mark.parametrize("mode", MODES)
