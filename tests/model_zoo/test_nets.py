@@ -17,7 +17,7 @@ from model_zoo.nets.kws import KWSConfig, KWSNet
 EXPECTED_PARAMETERS = {
     ("kws", "small"): 71_405,
     ("kws", "paper"): 145_477,
-    ("denoise", "small"): 257_168,
+    ("denoise", "small"): 197_904,
     ("denoise", "paper"): 709_874,
     ("asr", "small"): 866_429,
     ("asr", "tiny"): 58_093,
