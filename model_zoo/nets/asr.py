@@ -52,7 +52,9 @@ class ASRConfig:
 
 
 ASR_SIZES: dict[str, ASRConfig] = {
-    "small": ASRConfig(),
+    # Four blocks of 192 rather than six of 160 (same parameters, same training cost per step): a 20 ms chunk
+    # streams 22% faster, because at one frame per block step the cost is per call (bench/README.md).
+    "small": ASRConfig(width=192, depth=4),
     "tiny": ASRConfig(width=64, depth=2, n_mels=40),
     # About 30M parameters like the paper's recognizer, with its purely state-space front end.
     "paper": ASRConfig(frontend="waveform", subsample=2, width=768, depth=10, dropout=0.1, layer=LayerSpec(),
