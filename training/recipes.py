@@ -71,7 +71,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            checkpoint_every=2, corpus_size="tiny", architecture={"channels": [4, 8, 8]}, **_COMMON_SYNTH),
     Recipe(name="denoise-smoke", task="denoise", data_root="data/corpus-tiny/denoise", steps=4, batch_size=2,
            eval_every=4, checkpoint_every=2, segment_seconds=0.5, corpus_size="tiny", eval_batches=2,
-           architecture={"channels": [4, 8, 8], "filters": 8, "frame": 4}, **_COMMON_SYNTH),
+           architecture={"channels": [8], "filters": 8, "frame": 4}, **_COMMON_SYNTH),
     Recipe(name="asr-smoke", task="asr", data_root="data/corpus-tiny/asr", size="tiny", steps=4, batch_size=2,
            eval_every=4, checkpoint_every=2, corpus_size="tiny", eval_batches=2, **_COMMON_SYNTH),
     # ---- the paper's experiments on real data (GPU) ----
