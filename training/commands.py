@@ -1,4 +1,4 @@
-"""The ``train``, ``evaluate`` and ``reproduce`` sub-commands of ``python -m training``."""
+"""The ``train``, ``evaluate``, ``reproduce`` and ``ship`` sub-commands of ``python -m training``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return reproduce(args.name, ship=args.ship, device=args.device)
 
 
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from .reproduce import install
+    from .trainer import RUNS_DIR
+
+    install(args.name, Path(args.run_dir or RUNS_DIR / f"reproduce-{args.name}") / args.name)
+    return 0
+
+
 def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a recipe (resumes from runs/RECIPE/last.pt when present)")
     p.add_argument("recipe", help="recipe name, see training/recipes.py")
@@ -86,4 +94,10 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ship", action="store_true", help="install the result as the shipped checkpoint")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("ship", help="install a finished reproduction (runs/reproduce-NAME) as the shipped checkpoint, "
+                                    "what reproduce --ship does at its end")
+    p.add_argument("name", choices=("kws", "denoise", "asr"))
+    p.add_argument("--run-dir", help="default runs/reproduce-NAME")
+    p.set_defaults(func=_cmd_ship)
 

@@ -15,7 +15,7 @@ from model_zoo.checkpoint import CHECKPOINT_DIR, language_model_path, save
 from .recipes import SHIPPED, Recipe, get_recipe
 from .trainer import RUNS_DIR, evaluate_model, train
 
-__all__ = ["ensure_corpus", "finish_run", "reproduce", "compare_scores"]
+__all__ = ["ensure_corpus", "finish_run", "reproduce", "install", "compare_scores"]
 
 
 def ensure_corpus(recipe: Recipe) -> dict:
@@ -105,6 +105,23 @@ def write_model_card(path: Path, card: dict) -> None:
 """ + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
 
 
+def install(name: str, path: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> None:
+    """Install a finished run's checkpoint (``path`` without suffix: NAME.json, .safetensors, .lm.json) as
+    shipped model ``name``, with its Markdown model card."""
+    card_path = path.with_suffix(".json")
+    if not card_path.exists():
+        raise SystemExit(f"no finished checkpoint at {card_path}: the run has not completed")
+    card = json.loads(card_path.read_text())
+    if card.get("recipe", {}).get("name") != SHIPPED[name]:
+        raise SystemExit(f"{card_path} was trained by recipe {card.get('recipe', {}).get('name')!r}, "
+                         f"not {SHIPPED[name]!r}, the recipe behind shipped model {name!r}")
+    for suffix in (".json", ".safetensors", ".lm.json"):
+        if path.with_suffix(suffix).exists():
+            shutil.copy(path.with_suffix(suffix), checkpoint_dir / f"{name}{suffix}")
+    write_model_card(checkpoint_dir / f"{name}.md", card)
+    print(f"installed {path} as {checkpoint_dir / name}.*")
+
+
 def reproduce(name: str, ship: bool = False, device: str = "auto", overrides: Recipe | None = None) -> int:
     """Re-run the recipe behind shipped checkpoint ``name``; with ``ship``, install the result in the zoo."""
     if name not in SHIPPED:
@@ -115,13 +132,8 @@ def reproduce(name: str, ship: bool = False, device: str = "auto", overrides: Re
     summary = train(recipe, run_dir, device)
     path, scores = finish_run(recipe, summary, run_dir, meta, name)
     print(json.dumps({"checkpoint": str(path), "scores": scores}, indent=2))
-    card = json.loads(path.with_suffix(".json").read_text())
     if ship:
-        for suffix in (".json", ".safetensors", ".lm.json"):
-            if path.with_suffix(suffix).exists():
-                shutil.copy(path.with_suffix(suffix), CHECKPOINT_DIR / f"{name}{suffix}")
-        write_model_card(CHECKPOINT_DIR / f"{name}.md", card)
-        print(f"installed as model_zoo/checkpoints/{name}.*")
+        install(name, path)
         return 0
     shipped = CHECKPOINT_DIR / f"{name}.json"
     if not shipped.exists():

@@ -3,6 +3,7 @@ and two gloo processes under torchrun end with identical weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import torch
 
 import model_zoo
 from training.recipes import apply_overrides, get_recipe
-from training.reproduce import ensure_corpus, finish_run
+from training.reproduce import ensure_corpus, finish_run, install
 from training.trainer import train, weights_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +56,15 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     assert model.card["training_steps"] == recipe.steps
     if task == "asr":  # the recognizer ships its word language model and is also scored with it
         assert model.language_model is not None and {"wer_lm", "cer_lm"} <= set(scores)
+    # shipping: a smoke recipe is not the recipe behind the shipped model, so install refuses it
+    with pytest.raises(SystemExit, match="not .*-synthetic"):
+        install(task, path, checkpoint_dir=tmp_path)
+    assert not list(tmp_path.glob(f"{task}.*"))
+    shipped_recipe = dataclasses.replace(recipe, name=f"{task}-synthetic")
+    path, _ = finish_run(shipped_recipe, summary, tmp_path / "run", meta, task)
+    install(task, path, checkpoint_dir=tmp_path)
+    installed = model_zoo.load(str(tmp_path / f"{task}.json"))
+    assert installed.card["scores"] == scores and (tmp_path / f"{task}.md").read_text().startswith(f"# `{task}`")
 
 
 def test_resume_matches_uninterrupted_run(corpora, tmp_path):
