@@ -64,10 +64,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
-    from .reproduce import install
-    from .trainer import RUNS_DIR
+    from .reproduce import install, reproduction_dir
 
-    install(args.name, Path(args.run_dir or RUNS_DIR / f"reproduce-{args.name}") / args.name)
+    install(args.name, Path(args.run_dir or reproduction_dir(args.name)) / args.name)
     return 0
 
 

@@ -15,7 +15,7 @@ from model_zoo.checkpoint import CHECKPOINT_DIR, language_model_path, save
 from .recipes import SHIPPED, Recipe, get_recipe
 from .trainer import RUNS_DIR, evaluate_model, train
 
-__all__ = ["ensure_corpus", "finish_run", "reproduce", "install", "compare_scores"]
+__all__ = ["ensure_corpus", "finish_run", "reproduce", "reproduction_dir", "install", "compare_scores"]
 
 
 def ensure_corpus(recipe: Recipe) -> dict:
@@ -105,6 +105,11 @@ def write_model_card(path: Path, card: dict) -> None:
 """ + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
 
 
+def reproduction_dir(name: str) -> Path:
+    """Where ``reproduce NAME`` trains (and resumes from): ``runs/reproduce-NAME``."""
+    return RUNS_DIR / f"reproduce-{name}"
+
+
 def install(name: str, path: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> None:
     """Install a finished run's checkpoint (``path`` without suffix: NAME.json, .safetensors, .lm.json) as
     shipped model ``name``, with its Markdown model card."""
@@ -112,8 +117,9 @@ def install(name: str, path: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> Non
     if not card_path.exists():
         raise SystemExit(f"no finished checkpoint at {card_path}: the run has not completed")
     card = json.loads(card_path.read_text())
-    if card.get("recipe", {}).get("name") != SHIPPED[name]:
-        raise SystemExit(f"{card_path} was trained by recipe {card.get('recipe', {}).get('name')!r}, "
+    recipe_name = card.get("recipe", {}).get("name")
+    if recipe_name != SHIPPED[name]:
+        raise SystemExit(f"{card_path} was trained by recipe {recipe_name!r}, "
                          f"not {SHIPPED[name]!r}, the recipe behind shipped model {name!r}")
     for suffix in (".json", ".safetensors", ".lm.json"):
         if path.with_suffix(suffix).exists():
@@ -127,7 +133,7 @@ def reproduce(name: str, ship: bool = False, device: str = "auto", overrides: Re
     if name not in SHIPPED:
         raise SystemExit(f"unknown shipped model {name!r}; expected one of {sorted(SHIPPED)}")
     recipe = overrides or get_recipe(SHIPPED[name])
-    run_dir = RUNS_DIR / f"reproduce-{name}"
+    run_dir = reproduction_dir(name)
     meta = ensure_corpus(recipe)
     summary = train(recipe, run_dir, device)
     path, scores = finish_run(recipe, summary, run_dir, meta, name)
