@@ -94,7 +94,8 @@ class ResidualSSMBlock(nn.Module):
 
 
 class ASRNet(nn.Module):
-    """``forward``: waveform ``(B, L)`` -> CTC logits ``(B, vocab, frames)``, one frame per 20 ms."""
+    """``forward``: waveform ``(B, L)`` -> CTC logits ``(B, vocab, frames)``, one frame per ``frame_seconds``
+    (30 ms: 10 ms mel hop times ``subsample`` 3)."""
 
     def __init__(self, config: ASRConfig) -> None:
         super().__init__()

@@ -64,6 +64,11 @@ class _ModeSpec:
     readout: tuple[str, ...]  # weights applied to the state to give the output
 
 
+def _complex_as(value: Tensor, dtype: torch.dtype) -> Tensor:
+    """A complex tensor in the complex type whose parts are ``dtype`` (float32 -> complex64)."""
+    return torch.view_as_complex(torch.view_as_real(value).to(dtype).contiguous())
+
+
 def _spec(mode: str) -> _ModeSpec:
     net = {
         "dws": (("u", "E", "K", "C"), ("bit", "in", "int", "ji"), "bjt"),
@@ -405,7 +410,8 @@ class SSMLayer(nn.Module):
         ``matrix (P, 2Q + T, T + 2Q)`` maps ``[h, v]`` to ``[z, h']`` for each of the P state blocks: h the
         state before the chunk (Re, Im interleaved), v the chunk's drive, z the pre-readout output and h' the
         state after. ``drive (P, C_in)`` or None (dws); ``readout (C_out, P)``; ``bias (C_out, 1)`` or None.
-        Built in float64 from the parameters, cached per (length, dtype, device) and rebuilt when a parameter's
+        For T = 1, instead of the matrix, ``decay`` (lambda, complex) and ``feed`` (dt) and ``readin`` (E), each
+        ``(P, Q)``, for :meth:`_sample_step`. Built in float64 from the parameters, cached per (length, dtype, device) and rebuilt when a parameter's
         version or storage changes (an optimiser step, ``load_state_dict``, assigning ``.data``)."""
         if self.mode not in ("dws", "s5", "neck"):
             return None
@@ -417,7 +423,7 @@ class SSMLayer(nn.Module):
         if cached is not None and cached[0] == stamp:
             return cached[1]
         blocks, states = (self.sizes["n"], 1) if self.mode == "s5" else self._shape(self.spec.state)
-        if blocks * (length + 2 * states) ** 2 > self.BLOCK_STEP_ELEMENTS:
+        if length > 1 and blocks * (length + 2 * states) ** 2 > self.BLOCK_STEP_ELEMENTS:
             self._remember(key, (stamp, None))
             return None
         with torch.no_grad():
@@ -425,6 +431,19 @@ class SSMLayer(nn.Module):
             w = self.weights
             e = w["E"].to(torch.float64) if "E" in w else torch.ones_like(dt)
             powers = complex_powers(decay, freq, torch.arange(length + 1, device=device))  # (P, Q, T + 1)
+            operators = {
+                "dtype": dtype,
+                "drive": w["B"].to(dtype).reshape(blocks, self.in_channels) if "B" in w else None,
+                "readout": w["C"].to(dtype).reshape(self.out_channels, blocks).contiguous(),
+                "bias": None if self.bias is None else self.bias.to(dtype)[:, None].contiguous(),
+                "state_shape": self._shape(self.spec.state),
+                "rows": (blocks, 2 * states),
+            }
+            if length == 1:
+                # One sample: the matrix would be 94% rotation blocks; elementwise complex maths is half the time.
+                operators.update(decay=_complex_as(powers[..., 1], dtype), feed=dt.to(dtype), readin=e.to(dtype))
+                self._remember(key, (stamp, operators))
+                return operators
             matrix = torch.zeros(blocks, 2 * states + length, length + 2 * states, dtype=torch.float64, device=device)
             # h -> z[t]: Re(E lambda^(t+1) h) = E (Re lambda^(t+1) Re h - Im lambda^(t+1) Im h)
             state_z = torch.stack([powers.real, -powers.imag], 2)[..., 1:] * e[..., None, None]  # (P, Q, 2, T)
@@ -442,15 +461,7 @@ class SSMLayer(nn.Module):
             # v[s] -> h': dt lambda^(T-1-s), interleaved Re, Im
             feed = dt[..., None] * powers[..., :length].flip(-1)  # (P, Q, T)
             matrix[:, 2 * states :, length:] = torch.view_as_real(feed.permute(0, 2, 1)).reshape(blocks, length, -1)
-            operators = {
-                "dtype": dtype,
-                "matrix": matrix.to(dtype),
-                "drive": w["B"].to(dtype).reshape(blocks, self.in_channels) if "B" in w else None,
-                "readout": w["C"].to(dtype).reshape(self.out_channels, blocks).contiguous(),
-                "bias": None if self.bias is None else self.bias.to(dtype)[:, None].contiguous(),
-                "state_shape": self._shape(self.spec.state),
-                "rows": (blocks, 2 * states),
-            }
+            operators["matrix"] = matrix.to(dtype)
         self._remember(key, (stamp, operators))
         return operators
 
@@ -461,6 +472,9 @@ class SSMLayer(nn.Module):
         batch, _, length = x.shape
         blocks, width = op["rows"]
         u = x if x.dtype == op["dtype"] else x.to(op["dtype"])
+        if length == 1:
+            y, new_state = self._sample_step(u, state, op)
+            return (y if y.dtype == x.dtype else y.to(x.dtype)), new_state
         if op["drive"] is None:  # dws: the input channels are the blocks
             v = u.transpose(0, 1)  # (P, B, T)
         else:
@@ -473,6 +487,23 @@ class SSMLayer(nn.Module):
         y = y.unsqueeze(0) if batch == 1 else y.view(self.out_channels, batch, length).transpose(0, 1)
         new_state = out[..., length:].transpose(0, 1).view(batch, *op["state_shape"], 2)
         return (y if y.dtype == x.dtype else y.to(x.dtype)), new_state
+
+    def _sample_step(self, u: Tensor, state: Tensor, op: dict) -> tuple[Tensor, Tensor]:
+        """:meth:`_block_step` for one sample ``(B, C_in, 1)``: ``h' = lambda h + dt v`` elementwise on the complex
+        view of the state ``(B, P, Q)``; the block outputs are then ``z = Re sum_q E h'`` (the state's response
+        plus the kernel's first tap, ``sum_q E dt``, in one)."""
+        batch = u.shape[0]
+        blocks, width = op["rows"]
+        v = u[..., 0] if op["drive"] is None else torch.mm(u[..., 0], op["drive"].T)  # (B, P)
+        # A state left by a longer chunk is a strided view of that step's product: make it whole once.
+        h = torch.view_as_complex(state.reshape(batch, blocks, width // 2, 2).contiguous())
+        new_state = torch.view_as_real(h * op["decay"])  # (B, P, Q, 2)
+        real = new_state[..., 0]
+        real.addcmul_(op["feed"], v[..., None])
+        z = torch.linalg.vecdot(real, op["readin"])  # (B, P)
+        y = torch.mm(op["readout"], z.T) if op["bias"] is None else torch.addmm(op["bias"], op["readout"], z.T)
+        y = y.T.unsqueeze(-1)  # (B, C_out, 1)
+        return y, new_state.view(batch, *op["state_shape"], 2)
 
     def _remember(self, key: tuple, value) -> None:
         if len(self._stream_cache) > 16:  # a few chunk lengths in use at a time

@@ -192,6 +192,20 @@ def test_block_step_equals_general_step(mode, length):
                 p.mul_(1.1)
 
 
+@pytest.mark.parametrize("mode", ["dws", "s5", "neck"])
+def test_inference_step_across_chunk_lengths(mode):
+    """Chunks of 2, 1, 1, 3, 1 samples at inference (the matrix step, the one-sample step, and the state one
+    leaves for the other) against the general step, chunk by chunk."""
+    layer = make(mode).eval()
+    state = state_ref = torch.randn(layer.init_state(B).shape, dtype=torch.float64)
+    for length in (2, 1, 1, 3, 1):
+        x = torch.randn(B, C_IN, length, dtype=torch.float64)
+        with torch.no_grad():
+            y, state = layer.step(x, state)
+        y_ref, state_ref = layer.step(x, state_ref)  # autograd on: the general path
+        assert rel_err(y, y_ref) < 1e-12 and rel_err(state, state_ref) < 1e-12
+
+
 def test_state_shapes():
     """The complex state's shape (module docstring) with Re and Im in a trailing axis."""
     assert SSMLayer(4, 6, 3, "dws").init_state(2).shape == (2, 4, 3, 2)
