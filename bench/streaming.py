@@ -9,7 +9,8 @@ Per network (``model_zoo.load(task)`` when a checkpoint is listed, else ``build_
 weights, in eval mode), a stream of ``--seconds`` of noise is fed in 320-sample (20 ms at 16 kHz) chunks under
 ``torch.inference_mode()`` (as the service steps streams), after a warm-up stream that fills the per-chunk-length
 caches. Reported: real-time factor RTF = processing time / audio time (below 1 is faster than real time),
-x real time = 1 / RTF, ms per chunk, the median over ``--repeats`` streams (and the best, in the JSON), on wall
+x real time = 1 / RTF, ms per chunk, the median over ``--repeats`` streams (taken round robin over the networks,
+so that all see the same windows of a shared machine; the best is in the JSON), on wall
 time and on the process's CPU time. The target is 20x real time (1 ms per 20 ms chunk).
 
 On a shared machine wall time mostly measures the wait for a core; CPU time (``time.process_time``) is what
@@ -72,14 +73,20 @@ def measure_streaming(
     torch.set_num_threads(threads)
     results = {}
     try:
-        for task in tasks:
-            net, source = load_network(task, untrained)
-            torch.manual_seed(2)
-            audio = 0.1 * torch.randn(1, int(seconds * SAMPLE_RATE))
-            chunks = audio.split(chunk, dim=-1)
+        torch.manual_seed(2)
+        audio = 0.1 * torch.randn(1, int(seconds * SAMPLE_RATE))
+        chunks = audio.split(chunk, dim=-1)
+        audio_s = audio.shape[-1] / SAMPLE_RATE
+        nets = {task: load_network(task, untrained) for task in tasks}
+        for net, _ in nets.values():
             stream_once(net, chunks[: max(1, len(chunks) // 4)])  # warm-up: caches per chunk length, allocator
-            runs = [stream_once(net, chunks) for _ in range(repeats)]
-            audio_s = audio.shape[-1] / SAMPLE_RATE
+        # Round robin, so that every network sees the same mix of fast and slow windows on a shared machine.
+        all_runs: dict[str, list] = {task: [] for task in tasks}
+        for _ in range(repeats):
+            for task, (net, _) in nets.items():
+                all_runs[task].append(stream_once(net, chunks))
+        for task, (net, source) in nets.items():
+            runs = all_runs[task]
             row = {"source": source, "parameters": parameter_count(net), "audio_s": audio_s, "chunks": len(chunks)}
             for clock, index in (("wall", 0), ("cpu", 1)):
                 times = [r[index] for r in runs]
