@@ -48,7 +48,19 @@ def step_module(module: nn.Module, x: Tensor, state: Any) -> tuple[Tensor, Any]:
     """Step any block: stateful blocks through ``step``, pointwise ones by calling them."""
     if hasattr(type(module), "step"):  # on the class: a miss on the instance goes through nn.Module.__getattr__
         return module.step(x, state)
+    if isinstance(module, nn.BatchNorm1d) and not module.training:
+        return batch_norm_inference(module, x), state
     return module(x), state
+
+
+def batch_norm_inference(norm: nn.BatchNorm1d, x: Tensor) -> Tensor:
+    """``norm(x)`` at inference with running statistics, as one op: the module call and its checks cost more
+    than the normalisation of a streaming chunk's few frames."""
+    if norm.running_mean is None:
+        return norm(x)
+    params = norm._parameters  # straight from the dict: nn.Module attribute lookup costs ~1 us a name
+    return torch.batch_norm(x, params["weight"], params["bias"], norm.running_mean, norm.running_var, False, 0.0,
+                            norm.eps, False)
 
 
 def init_module_state(module: nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype) -> Any:
@@ -63,8 +75,11 @@ class ChannelNorm(nn.Module):
         self.norm = nn.LayerNorm(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        norm = self.norm  # the op itself: no module call, no functional wrapper (streaming is dispatch-bound)
-        return torch.layer_norm(x.transpose(1, 2), norm.normalized_shape, norm.weight, norm.bias,
+        # The op itself, parameters straight from the dict: no module call, no functional wrapper, no attribute
+        # lookups (streaming is dispatch-bound).
+        norm = self._modules["norm"]
+        params = norm._parameters
+        return torch.layer_norm(x.transpose(1, 2), norm.normalized_shape, params["weight"], params["bias"],
                                 norm.eps).transpose(1, 2)
 
 
@@ -195,9 +210,8 @@ class SSMStage(StreamingSequential):
             return super().step(x, state)
         layer, norm, activation = list(self._modules.values())[:3]
         y, layer_state = step_module(layer, x, state[0])
-        if isinstance(norm, nn.BatchNorm1d) and norm.running_mean is not None:
-            y = nn.functional.batch_norm(y, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0,
-                                         norm.eps)
+        if isinstance(norm, nn.BatchNorm1d):
+            y = batch_norm_inference(norm, y)
         else:
             y = norm.forward(y)  # ChannelNorm: its forward is already functional
         y = torch.relu(y) if isinstance(activation, nn.ReLU) else nn.functional.silu(y)
@@ -233,13 +247,21 @@ class LogMel(nn.Module):
         The same spectrogram as :meth:`forward`, computed directly (windowed frames, rfft, power, mel matrix)
         rather than through torchaudio's transforms, whose argument handling cost more than the maths for the
         two frames of a 20 ms chunk."""
-        buffered = torch.cat([pending.to(waveform.dtype), waveform], dim=-1)
+        buffered = torch.cat([pending, waveform], dim=-1) if pending.shape[-1] else waveform
         count = 0 if buffered.shape[-1] < WINDOW else 1 + (buffered.shape[-1] - WINDOW) // HOP
         if count == 0:
             return waveform.new_zeros(waveform.shape[0], self.out_channels, 0), buffered
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
-            spec, mel = self.mel.spectrogram, self.mel.mel_scale
-            frames = buffered.float().unfold(-1, WINDOW, HOP)  # (B, F, WINDOW), a view
-            power = torch.fft.rfft(frames * spec.window).abs().pow(2)  # (B, F, WINDOW // 2 + 1)
-            features = torch.log(torch.matmul(power, mel.fb) + 1e-6).transpose(1, 2)
+        # The buffers straight from their dicts: each nn.Module attribute lookup costs about a microsecond.
+        window = self.mel.spectrogram._buffers["window"]
+        filterbank = self.mel.mel_scale._buffers["fb"]
+        frames = buffered.unfold(-1, WINDOW, HOP)  # (B, F, WINDOW), a view
+        if frames.dtype != torch.float32:  # the spectrogram in float32 whatever the stream's dtype
+            frames = frames.float()
+        power = torch.fft.rfft(frames * window).abs().pow_(2)  # (B, F, WINDOW // 2 + 1)
+        if torch.is_autocast_enabled(frames.device.type):  # keep the mel product in float32, as forward does
+            with torch.autocast(device_type=frames.device.type, enabled=False):
+                features = torch.matmul(power, filterbank)
+        else:
+            features = torch.matmul(power, filterbank)
+        features = features.add_(1e-6).log_().transpose(1, 2)
         return features.to(waveform.dtype), buffered[:, count * HOP:]

@@ -9,7 +9,7 @@ import torch
 
 from model_zoo.nets import TASKS, build_network, parameter_count
 from model_zoo.nets.asr import ASRConfig, ASRNet
-from model_zoo.nets.blocks import LayerSpec
+from model_zoo.nets.blocks import LayerSpec, LogMel, batch_norm_inference
 from model_zoo.nets.denoise import DenoiseConfig, DenoiseNet
 from model_zoo.nets.kws import KWSConfig, KWSNet
 
@@ -98,6 +98,27 @@ def test_kws_mel_frontend_streams_exactly():
     x = torch.randn(1, 8000, dtype=torch.float64)
     with torch.no_grad():
         assert rel_err(stream(model, x, random.Random(2)), model.forward_frames(x)) < 1e-9
+
+
+def test_log_mel_step_keeps_float32_under_autocast():
+    """The streaming spectrogram keeps its mel product in float32 under autocast, as the whole-clip one does."""
+    mel = LogMel(80, 16000)
+    x = torch.randn(1, 4000)
+    want = mel(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = mel.step(x, mel.init_state(1))
+    assert got.dtype == torch.float32 and rel_err(got, want) < 1e-6
+
+
+def test_batch_norm_inference_matches_the_module():
+    torch.manual_seed(0)
+    norm = torch.nn.BatchNorm1d(6).eval()
+    for tensor in (norm.weight, norm.bias, norm.running_mean):
+        tensor.data.normal_()
+    norm.running_var.data.uniform_(0.5, 2.0)
+    x = torch.randn(2, 6, 5)
+    with torch.no_grad():
+        assert torch.allclose(batch_norm_inference(norm, x), norm(x), atol=1e-6)
 
 
 def test_denoiser_filterbanks_start_as_perfect_reconstruction():
