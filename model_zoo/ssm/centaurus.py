@@ -410,9 +410,10 @@ class SSMLayer(nn.Module):
         ``matrix (P, 2Q + T, T + 2Q)`` maps ``[h, v]`` to ``[z, h']`` for each of the P state blocks: h the
         state before the chunk (Re, Im interleaved), v the chunk's drive, z the pre-readout output and h' the
         state after. ``drive (P, C_in)`` or None (dws); ``readout (C_out, P)``; ``bias (C_out, 1)`` or None.
-        For T = 1, instead of the matrix, ``decay`` (lambda, complex) and ``feed`` (dt) and ``readin`` (E), each
-        ``(P, Q)``, for :meth:`_sample_step`. Built in float64 from the parameters, cached per (length, dtype, device) and rebuilt when a parameter's
-        version or storage changes (an optimiser step, ``load_state_dict``, assigning ``.data``)."""
+        For T = 1, instead of the matrix: ``decay`` (lambda, complex), ``feed`` (dt) and ``readin`` (E), each
+        ``(P, Q)``, for :meth:`_sample_step`. Built in float64 from the parameters, cached per (length, dtype,
+        device) and rebuilt when a parameter's version or storage changes (an optimiser step,
+        ``load_state_dict``, assigning ``.data``)."""
         if self.mode not in ("dws", "s5", "neck"):
             return None
         # Read straight from the parameter dicts: nn.Module attribute lookup costs ~1 us a name.
