@@ -51,8 +51,12 @@ def _data_description(meta: dict) -> str:
 
 
 def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: str) -> tuple[Path, dict]:
-    """Score the best validation checkpoint on the test split and save it with its card."""
-    from .tasks import build_datasets, language_model_from
+    """Score the best validation checkpoint on the test split and save it with its card. A recognizer's word
+    language model is estimated from the training transcripts and its beam-search weights are tuned on the
+    validation split (:func:`training.tasks.tune_decoder`; the card keeps the grid) before the test split is
+    scored."""
+    from .tasks import TASK_SPECS, build_datasets, language_model_from, tune_decoder
+    from .trainer import make_loader
 
     model = summary["model"]
     best = run_dir / "best_model.pt"
@@ -60,15 +64,22 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
         model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
     model.eval()
     datasets = build_datasets(recipe)
+    device = next(model.parameters()).device
     language_model = language_model_from(datasets["train"]) if recipe.task == "asr" else None
+    extra = {}
     if language_model is not None:
+        spec = TASK_SPECS[recipe.task]
+        valid = make_loader(datasets["valid"], spec.eval_batch_size, spec.collate, 0)
+        extra["decoder"] = tune_decoder(model, valid, device, language_model)
+        language_model.lm_weight = extra["decoder"]["lm_weight"]
+        language_model.word_score = extra["decoder"]["word_score"]
         model.language_model = language_model  # evaluate_model scores beam search with it too
-    scores = evaluate_model(model, recipe, datasets["test"], next(model.parameters()).device)
+    scores = evaluate_model(model, recipe, datasets["test"], device)
     scores = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
     path = save(model, run_dir / name, name=name, task=recipe.task, recipe=recipe.to_dict(), scores=scores,
                 data=_data_description(meta), scored_on="test split (held-out voices)",
                 training_seconds=summary["training_seconds"], training_steps=summary["steps"],
-                tolerance=recipe.tolerance)
+                tolerance=recipe.tolerance, **extra)
     if language_model is not None:
         language_model.save(language_model_path(path))
     return path, scores
@@ -102,7 +113,15 @@ def write_model_card(path: Path, card: dict) -> None:
 {scores}
 
 - Reproduction tolerance (absolute): `{json.dumps(card.get('tolerance', {}))}`.
-""" + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
+""" + _decoder_line(card.get("decoder")) + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
+
+
+def _decoder_line(decoder: dict | None) -> str:
+    if not decoder:
+        return ""
+    return (f"- Beam search with the word bigram: lm_weight {decoder['lm_weight']}, word_score "
+            f"{decoder['word_score']}, the best of {len(decoder['grid'])} pairs on the validation split (WER "
+            f"{decoder['wer']:.4f} there; the grid is in the JSON card).\n")
 
 
 def reproduction_dir(name: str) -> Path:

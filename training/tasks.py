@@ -22,7 +22,7 @@ from model_zoo.vocab import ASR_VOCAB
 from .metrics import ASRMetrics, DenoiseMetrics, KWSMetrics
 from .recipes import Recipe
 
-__all__ = ["TaskSpec", "TASK_SPECS", "build_datasets", "unwrap"]
+__all__ = ["TaskSpec", "TASK_SPECS", "build_datasets", "tune_decoder", "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -183,6 +183,35 @@ def asr_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max
     if beam is not None:
         scores.update({f"{name}_lm": value for name, value in with_lm.compute().items() if name in ("wer", "cer")})
     return scores
+
+
+# Beam-search weights tried by tune_decoder: the language model's weight against the acoustic scores, and the
+# score per word (positive favours more, shorter words).
+DECODER_GRID = {"lm_weight": (0.25, 0.5, 0.75, 1.0, 1.5), "word_score": (-1.0, 0.0, 1.0, 2.0)}
+
+
+@torch.no_grad()
+def tune_decoder(model: nn.Module, loader: DataLoader, device: torch.device,
+                 language_model: WordLanguageModel) -> dict:
+    """The beam search's ``lm_weight`` and ``word_score`` with the lowest WER on ``loader`` (the validation
+    split) over :data:`DECODER_GRID`: ``{"lm_weight", "word_score", "wer", "grid": [[w, s, wer], ...]}``.
+    The network runs once; each grid point only decodes."""
+    net = unwrap(model)
+    clips, texts = [], []
+    for waves, lengths, batch_texts in loader:
+        logits = model(waves.to(device)).cpu()
+        frames = net.output_lengths(lengths)
+        clips += [logits[b, :, : int(frames[b])] for b in range(len(batch_texts))]
+        texts += list(batch_texts)
+    grid = []
+    for lm_weight in DECODER_GRID["lm_weight"]:
+        for word_score in DECODER_GRID["word_score"]:
+            beam = BeamSearchDecoder(language_model=language_model, lm_weight=lm_weight, word_score=word_score)
+            metrics = ASRMetrics()
+            metrics.update(texts, [beam(clip, net.frame_seconds).text for clip in clips])
+            grid.append([lm_weight, word_score, round(metrics.compute()["wer"], 4)])
+    lm_weight, word_score, wer = min(grid, key=lambda row: row[2])  # ties: the first, the lighter weight
+    return {"lm_weight": lm_weight, "word_score": word_score, "wer": wer, "grid": grid}
 
 
 def language_model_from(dataset) -> WordLanguageModel:

@@ -83,13 +83,17 @@ class WordLanguageModel:
     """A word bigram with interpolated absolute discounting, backing off to an add-``smoothing`` unigram.
 
     ``unigrams[w]`` counts ``w`` (and ``</s>``) in the transcripts; ``bigrams[v][w]`` counts ``v w`` with ``<s>``
-    before each transcript. Its words are the decoder's lexicon.
+    before each transcript. Its words are the decoder's lexicon. ``lm_weight`` and ``word_score`` are the beam
+    search's weights for this model, tuned with the acoustic model it ships with (training picks them on the
+    validation split).
     """
 
     unigrams: dict[str, int]
     bigrams: dict[str, dict[str, int]]
     discount: float = 0.75
     smoothing: float = 0.1
+    lm_weight: float = 0.5
+    word_score: float = 0.0
     _context_totals: dict[str, int] = field(init=False, repr=False)
     _unigram_total: float = field(init=False, repr=False)
 
@@ -124,13 +128,16 @@ class WordLanguageModel:
 
     def to_dict(self) -> dict:
         return {"kind": "word-bigram", "discount": self.discount, "smoothing": self.smoothing,
+                "lm_weight": self.lm_weight, "word_score": self.word_score,
                 "unigrams": self.unigrams, "bigrams": self.bigrams}
 
     @classmethod
     def from_dict(cls, data: dict) -> "WordLanguageModel":
         if data.get("kind") != "word-bigram":
             raise ValueError(f"not a word-bigram language model (kind: {data.get('kind')!r})")
-        return cls(data["unigrams"], data["bigrams"], data["discount"], data["smoothing"])
+        # Files written before the weights were tuned per model carry none: the former fixed defaults.
+        return cls(data["unigrams"], data["bigrams"], data["discount"], data["smoothing"],
+                   data.get("lm_weight", 0.5), data.get("word_score", 0.0))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()))
@@ -170,11 +177,12 @@ def _flashlight_lm(model: WordLanguageModel, words: list[str]):
 class BeamSearchDecoder:
     """CTC beam search (torchaudio / flashlight-text) over the character vocabulary: lexicon-free, or over the
     words of ``language_model`` scored by it (``lm_weight`` times its log probability plus ``word_score`` per
-    word; the defaults were the best of a small grid on the validation split)."""
+    word; by default the weights the language model carries, tuned for its acoustic model)."""
 
     def __init__(
         self, beam_size: int = 32, vocab: tuple[str, ...] = ASR_VOCAB,
-        language_model: WordLanguageModel | None = None, lm_weight: float = 0.5, word_score: float = 0.0,
+        language_model: WordLanguageModel | None = None, lm_weight: float | None = None,
+        word_score: float | None = None,
     ) -> None:
         from torchaudio.models.decoder import ctc_decoder
 
@@ -186,6 +194,8 @@ class BeamSearchDecoder:
                 lexicon=None, tokens=tokens, lm=None, beam_size=beam_size, blank_token="-", sil_token="|",
             )
             return
+        lm_weight = language_model.lm_weight if lm_weight is None else lm_weight
+        word_score = language_model.word_score if word_score is None else word_score
         spellable = set(vocab[1:]) - {" "}
         words = [w for w in language_model.words if w and set(w) <= spellable]
         # flashlight reads the lexicon and word list from files, once, here.

@@ -114,6 +114,15 @@ def test_language_model_is_a_distribution_and_round_trips():
         WordLanguageModel.from_dict({"kind": "kenlm"})
 
 
+def test_language_model_carries_its_beam_search_weights():
+    lm = WordLanguageModel.from_transcripts(TRANSCRIPTS)
+    lm.lm_weight, lm.word_score = 1.5, -1.0
+    again = WordLanguageModel.from_dict(json.loads(json.dumps(lm.to_dict())))
+    assert (again.lm_weight, again.word_score) == (1.5, -1.0)
+    older = {k: v for k, v in lm.to_dict().items() if k not in ("lm_weight", "word_score")}
+    assert (WordLanguageModel.from_dict(older).lm_weight, WordLanguageModel.from_dict(older).word_score) == (0.5, 0.0)
+
+
 def test_beam_search_with_language_model_spells_known_words():
     # The acoustics lean to "wurld"; the lexicon only knows "world".
     frames = [{"w": 0.9}, {"-": 0.9}, {"u": 0.5, "o": 0.4}, {"-": 0.9}, {"r": 0.9}, {"l": 0.9}, {"d": 0.9}]

@@ -56,6 +56,12 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     assert model.card["training_steps"] == recipe.steps
     if task == "asr":  # the recognizer ships its word language model and is also scored with it
         assert model.language_model is not None and {"wer_lm", "cer_lm"} <= set(scores)
+        # ... with beam-search weights tuned on the validation split: the grid's best, kept in the LM file
+        decoder = model.card["decoder"]
+        assert len(decoder["grid"]) == 20 and decoder["wer"] == min(row[2] for row in decoder["grid"])
+        assert [decoder["lm_weight"], decoder["word_score"], decoder["wer"]] in decoder["grid"]
+        assert (model.language_model.lm_weight, model.language_model.word_score) == (
+            decoder["lm_weight"], decoder["word_score"])
     # shipping: a smoke recipe is not the recipe behind the shipped model, so install refuses it
     with pytest.raises(SystemExit, match="not .*-synthetic"):
         install(task, path, checkpoint_dir=tmp_path)
@@ -65,6 +71,7 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     install(task, path, checkpoint_dir=tmp_path)
     installed = model_zoo.load(str(tmp_path / f"{task}.json"))
     assert installed.card["scores"] == scores and (tmp_path / f"{task}.md").read_text().startswith(f"# `{task}`")
+    assert ("Beam search with the word bigram" in (tmp_path / f"{task}.md").read_text()) == (task == "asr")
 
 
 def test_resume_matches_uninterrupted_run(corpora, tmp_path):
