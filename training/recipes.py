@@ -62,7 +62,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            lr=3e-3, weight_decay=0.0, warmup_fraction=0.03, segment_seconds=1.0, eval_every=4000, eval_batches=8,
            tolerance={"si_snr_improvement": 1.0, "pesq_improvement": 0.15}, corpus_size="4000,100,150",
            **_COMMON_SYNTH),
-    Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", architecture={"dropout": 0.1}, steps=24000,
+    Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", architecture={"dropout": 0.1}, steps=16000,
            batch_size=16, lr=3e-3, weight_decay=0.01, warmup_fraction=0.03, eval_every=4000, eval_batches=8,
            corpus_size="16000,200,300",
            tolerance={"wer": 0.03, "cer": 0.02, "wer_lm": 0.03}, **_COMMON_SYNTH),
