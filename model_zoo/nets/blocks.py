@@ -247,7 +247,7 @@ class LogMel(nn.Module):
         The same spectrogram as :meth:`forward`, computed directly (windowed frames, rfft, power, mel matrix)
         rather than through torchaudio's transforms, whose argument handling cost more than the maths for the
         two frames of a 20 ms chunk."""
-        buffered = torch.cat([pending, waveform], dim=-1) if pending.shape[-1] else waveform
+        buffered = torch.cat([pending, waveform], dim=-1)  # a copy: the state never aliases the caller's chunk
         count = 0 if buffered.shape[-1] < WINDOW else 1 + (buffered.shape[-1] - WINDOW) // HOP
         if count == 0:
             return waveform.new_zeros(waveform.shape[0], self.out_channels, 0), buffered
