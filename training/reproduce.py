@@ -55,8 +55,8 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
     language model is estimated from the training transcripts and its beam-search weights are tuned on the
     validation split (:func:`training.tasks.tune_decoder`; the card keeps the grid) before the test split is
     scored."""
-    from .tasks import TASK_SPECS, build_datasets, language_model_from, tune_decoder
-    from .trainer import make_loader
+    from .tasks import build_datasets, language_model_from, tune_decoder
+    from .trainer import evaluation_loader
 
     model = summary["model"]
     best = run_dir / "best_model.pt"
@@ -68,8 +68,7 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
     language_model = language_model_from(datasets["train"]) if recipe.task == "asr" else None
     extra = {}
     if language_model is not None:
-        spec = TASK_SPECS[recipe.task]
-        valid = make_loader(datasets["valid"], spec.eval_batch_size, spec.collate, 0)
+        valid = evaluation_loader(recipe, datasets["valid"])
         extra["decoder"] = tune_decoder(model, valid, device, language_model)
         language_model.lm_weight = extra["decoder"]["lm_weight"]
         language_model.word_score = extra["decoder"]["word_score"]

@@ -162,6 +162,18 @@ def denoise_evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
     return scores
 
 
+def _recognized_clips(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None = None):
+    """Per batch of ``loader``: its transcripts and the network's logits ``(vocab, frames)`` of each clip, cut to
+    the clip's own length."""
+    net = unwrap(model)
+    for i, (waves, lengths, texts) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        logits = model(waves.to(device)).cpu()
+        frames = net.output_lengths(lengths)
+        yield list(texts), [logits[b, :, : int(frames[b])] for b in range(len(texts))]
+
+
 @torch.no_grad()
 def asr_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None) -> dict:
     """Greedy WER and CER; also ``wer_lm`` and ``cer_lm``, beam search with the network's word language model,
@@ -170,12 +182,7 @@ def asr_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max
     net = unwrap(model)
     language_model = getattr(net, "language_model", None)
     beam = BeamSearchDecoder(language_model=language_model) if language_model is not None else None
-    for i, (waves, lengths, texts) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        logits = model(waves.to(device)).cpu()
-        frames = net.output_lengths(lengths)
-        clips = [logits[b, :, : int(frames[b])] for b in range(len(texts))]
+    for texts, clips in _recognized_clips(model, loader, device, max_batches):
         metrics.update(texts, [greedy_decode(clip, net.frame_seconds).text for clip in clips])
         if beam is not None:
             with_lm.update(texts, [beam(clip, net.frame_seconds).text for clip in clips])
@@ -198,11 +205,9 @@ def tune_decoder(model: nn.Module, loader: DataLoader, device: torch.device,
     The network runs once; each grid point only decodes."""
     net = unwrap(model)
     clips, texts = [], []
-    for waves, lengths, batch_texts in loader:
-        logits = model(waves.to(device)).cpu()
-        frames = net.output_lengths(lengths)
-        clips += [logits[b, :, : int(frames[b])] for b in range(len(batch_texts))]
-        texts += list(batch_texts)
+    for batch_texts, batch_clips in _recognized_clips(model, loader, device):
+        texts += batch_texts
+        clips += batch_clips
     grid = []
     for lm_weight in DECODER_GRID["lm_weight"]:
         for word_score in DECODER_GRID["word_score"]:

@@ -127,9 +127,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def evaluation_loader(recipe: Recipe, dataset) -> DataLoader:
+    """``dataset`` in order, in the task's evaluation batches, read in this process."""
+    spec = TASK_SPECS[recipe.task]
+    return make_loader(dataset, spec.eval_batch_size, spec.collate, 0)
+
+
 def evaluate_model(model: nn.Module, recipe: Recipe, dataset, device: torch.device, max_batches=None) -> dict:
     spec = TASK_SPECS[recipe.task]
-    loader = make_loader(dataset, spec.eval_batch_size, spec.collate, 0)
+    loader = evaluation_loader(recipe, dataset)
     was_training = model.training
     model.eval()
     try:

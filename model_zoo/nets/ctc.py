@@ -135,9 +135,9 @@ class WordLanguageModel:
     def from_dict(cls, data: dict) -> "WordLanguageModel":
         if data.get("kind") != "word-bigram":
             raise ValueError(f"not a word-bigram language model (kind: {data.get('kind')!r})")
-        # Files written before the weights were tuned per model carry none: the former fixed defaults.
+        # Files written before the weights were tuned per model carry none: the field defaults.
         return cls(data["unigrams"], data["bigrams"], data["discount"], data["smoothing"],
-                   data.get("lm_weight", 0.5), data.get("word_score", 0.0))
+                   data.get("lm_weight", cls.lm_weight), data.get("word_score", cls.word_score))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()))
