@@ -8,6 +8,7 @@ block passes an empty chunk through without touching its state.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,10 +259,10 @@ class LogMel(nn.Module):
         if frames.dtype != torch.float32:  # the spectrogram in float32 whatever the stream's dtype
             frames = frames.float()
         power = torch.fft.rfft(frames * window).abs().pow_(2)  # (B, F, WINDOW // 2 + 1)
-        if torch.is_autocast_enabled(frames.device.type):  # keep the mel product in float32, as forward does
-            with torch.autocast(device_type=frames.device.type, enabled=False):
-                features = torch.matmul(power, filterbank)
-        else:
+        # The mel product in float32, as forward does; entering the autocast context only when autocast is on,
+        # since entering it costs more than this chunk's maths.
+        device = frames.device.type
+        with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext():
             features = torch.matmul(power, filterbank)
         features = features.add_(1e-6).log_().transpose(1, 2)
         return features.to(waveform.dtype), buffered[:, count * HOP:]
