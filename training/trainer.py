@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
@@ -162,6 +162,7 @@ def train(recipe: Recipe, run_dir: Path | None = None, device: str = "auto") -> 
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_with_warmup(s, recipe.steps, recipe.warmup_fraction))
     step, epoch, position, elapsed, best = 0, 0, 0, 0.0, None
+    resumed_rng: Tensor | None = None
     last = run_dir / "last.pt"
     if last.exists():  # resume: our own file, read back without unpickling arbitrary objects
         saved = torch.load(last, map_location="cpu", weights_only=True)
@@ -170,7 +171,7 @@ def train(recipe: Recipe, run_dir: Path | None = None, device: str = "auto") -> 
         schedule.load_state_dict(saved["schedule"])
         step, epoch, position = saved["step"], saved["epoch"], saved["position"]
         elapsed, best = saved["elapsed"], saved.get("best")
-        torch.set_rng_state(saved["rng"])
+        resumed_rng = saved["rng"]
     train_model: nn.Module = model
     if world > 1:
         train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -190,7 +191,13 @@ def train(recipe: Recipe, run_dir: Path | None = None, device: str = "auto") -> 
         batches.set_position(epoch, position // recipe.batch_size)
         if hasattr(data["train"], "set_epoch"):
             data["train"].set_epoch(epoch)
-        loader = make_loader(data["train"], recipe.batch_size, spec.collate, recipe.num_workers, batches)
+        loader = iter(make_loader(data["train"], recipe.batch_size, spec.collate, recipe.num_workers, batches))
+        if resumed_rng is not None:
+            # Creating a loader iterator draws its worker seed from the global RNG. An uninterrupted run drew it at
+            # the start of this epoch, before the state we saved, so restore the state after the draw: dropout
+            # then continues exactly as it would have without the interruption.
+            torch.set_rng_state(resumed_rng)
+            resumed_rng = None
         for batch in loader:
             tick = time.perf_counter()
             batch = move_batch(batch, dev)
