@@ -446,20 +446,12 @@ def score_kws(clips: Sequence[Clip], runs: Sequence[SystemRun]) -> dict:
         metrics.update(torch.tensor([KWS_LABELS.index(p) for p in predicted]), torch.tensor([KWS_LABELS.index(t) for t in truth]))
         scores = metrics.compute()
         systems[run.name] = {"accuracy": scores["accuracy"], "balanced_accuracy": scores["balanced_accuracy"],
-                             "false_alarms_unknown": false_alarm_rate(truth, predicted, UNKNOWN),
-                             "false_alarms_noise": false_alarm_rate(truth, predicted, SILENCE),
+                             "false_alarms_unknown": scores["false_alarm_unknown"],
+                             "false_alarms_noise": scores["false_alarm_silence"],
                              "rtf": real_time_factor(run, clips), "load_seconds": run.load_seconds, "notes": run.notes}
     counts = {label: truth.count(label) for label in (UNKNOWN, SILENCE)}
     return {"clips": len(clips), "audio_seconds": sum(c.seconds for c in clips), "unknown_clips": counts[UNKNOWN],
             "silence_clips": counts[SILENCE], "systems": systems}
-
-
-def false_alarm_rate(truth: Sequence[str], predicted: Sequence[str], negative: str) -> float:
-    """Fraction of the ``negative`` clips (``_unknown_`` or ``_silence_``) on which a keyword was predicted."""
-    from model_zoo.vocab import SILENCE, UNKNOWN
-
-    hits = [p not in (UNKNOWN, SILENCE) for t, p in zip(truth, predicted) if t == negative]
-    return sum(hits) / len(hits) if hits else math.nan
 
 
 # Quality columns per task: (key, higher is better). RTF is always lower-is-better.

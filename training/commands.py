@@ -48,9 +48,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     recipe = Recipe(**{k: v for k, v in card_recipe.items() if k in fields}) if card_recipe else Recipe(
         name="evaluate", task=model.card["task"], data="synthetic", data_root=args.data)
     recipe = dataclasses.replace(recipe, data_root=args.data or recipe.data_root, data=args.source or recipe.data)
-    scores = evaluate_model(model, recipe, build_datasets(recipe)[args.split], device, args.max_batches)
+    options = {}
+    if args.threshold is not None:
+        if recipe.task != "kws":
+            raise SystemExit(f"--threshold applies to keyword spotting, not to a {recipe.task} checkpoint")
+        options["threshold"] = args.threshold
+    scores = evaluate_model(model, recipe, build_datasets(recipe)[args.split], device, args.max_batches, **options)
     print(json.dumps({"checkpoint": str(args.checkpoint), "data": recipe.data_root, "split": args.split,
-                      "scores": scores}, indent=2))
+                      **options, "scores": scores}, indent=2))
     return 0
 
 
@@ -70,6 +75,13 @@ def _cmd_ship(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
+    return value
+
+
 def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a recipe (resumes from runs/RECIPE/last.pt when present)")
     p.add_argument("recipe", help="recipe name, see training/recipes.py")
@@ -85,6 +97,8 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", help="synthetic | speech_commands | vbdmd | librispeech (default: the recipe's)")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--max-batches", type=int)
+    p.add_argument("--threshold", type=_probability,
+                   help="kws: a keyword below this probability counts as _unknown_, as in the service's detections")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_evaluate)
 

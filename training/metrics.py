@@ -1,6 +1,6 @@
 """Evaluation metrics for the three tasks, computed by established libraries.
 
-- Keyword spotting: accuracy and confusion matrix (torchmetrics).
+- Keyword spotting: accuracy and confusion matrix (torchmetrics), and false alarms from the confusion matrix.
 - Denoising: SI-SNR and its improvement over the noisy input (torchmetrics), wideband PESQ (``pesq``),
   STOI (``pystoi``).
 - Speech recognition: corpus-level WER and CER (``jiwer``): total edits over total reference words or
@@ -29,7 +29,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
-from model_zoo.vocab import KWS_LABELS
+from model_zoo.vocab import KWS_LABELS, SILENCE, SPEECH_COMMANDS_WORDS, UNKNOWN
 
 __all__ = [
     "kws_accuracy",
@@ -48,6 +48,9 @@ __all__ = [
 
 # --- keyword spotting ------------------------------------------------------------------------------
 
+_KEYWORDS = len(SPEECH_COMMANDS_WORDS)  # KWS_LABELS: the keywords first, then _unknown_ and _silence_
+_UNKNOWN_INDEX, _SILENCE_INDEX = KWS_LABELS.index(UNKNOWN), KWS_LABELS.index(SILENCE)
+
 
 def kws_accuracy(logits: Tensor, targets: Tensor, num_classes: int = len(KWS_LABELS)) -> float:
     """Top-1 accuracy of logits ``(B, C)`` (or predicted indices ``(B,)``) against targets ``(B,)``."""
@@ -59,12 +62,20 @@ class KWSMetrics:
     """Accumulates keyword-spotting predictions over a dataset.
 
     ``compute()`` gives ``accuracy`` (micro, over all items), ``balanced_accuracy`` (mean per-class
-    recall over the classes that occur) and ``count``; ``confusion_matrix()`` gives ``(C, C)`` counts,
-    rows true class, columns predicted class, in the order of ``KWS_LABELS``.
+    recall over the classes that occur), ``keyword_recall`` (keyword items called as their keyword),
+    ``false_alarm_unknown`` and ``false_alarm_silence`` (``_unknown_`` and ``_silence_`` items called as
+    any keyword; NaN when the data has none) and ``count``; ``confusion_matrix()`` gives ``(C, C)``
+    counts, rows true class, columns predicted class, in the order of ``KWS_LABELS``.
+
+    With a ``threshold`` above 0, a keyword whose probability is below it counts as ``_unknown_``: the
+    rule of the service's detections (``POST /keywords``), so its false alarms can be measured per
+    threshold. It applies to logits ``(B, C)``; predicted indices ``(B,)`` are taken as they are.
     """
 
-    def __init__(self, num_classes: int = len(KWS_LABELS)) -> None:
-        self.num_classes = num_classes
+    def __init__(self, num_classes: int = len(KWS_LABELS), threshold: float = 0.0) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be within [0, 1], got {threshold}")
+        self.num_classes, self.threshold = num_classes, threshold
         # Evaluation runs on one rank only; torchmetrics would otherwise wait for the other ranks.
         local = {"sync_on_compute": False}
         self._accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro", **local)
@@ -75,6 +86,11 @@ class KWSMetrics:
     def update(self, logits: Tensor, targets: Tensor) -> None:
         """Add a batch: logits ``(B, C)`` or predicted indices ``(B,)``, targets ``(B,)``."""
         logits, targets = logits.detach().cpu(), targets.detach().cpu()
+        if self.threshold > 0 and logits.dim() == 2:
+            probabilities = logits.float().softmax(-1)
+            confidence, predicted = probabilities.max(-1)
+            rejected = (predicted < _KEYWORDS) & (confidence < self.threshold)
+            logits = torch.where(rejected, torch.full_like(predicted, _UNKNOWN_INDEX), predicted)
         self._accuracy.update(logits, targets)
         self._balanced.update(logits, targets)
         self._confusion.update(logits, targets)
@@ -83,9 +99,20 @@ class KWSMetrics:
     def compute(self) -> dict[str, float]:
         if self._count == 0:
             return {"accuracy": math.nan, "balanced_accuracy": math.nan, "count": 0.0}
+        confusion = self._confusion.compute().double()
+
+        def called_keyword(label: int) -> float:
+            items = confusion[label].sum()
+            return float(confusion[label, :_KEYWORDS].sum() / items) if items else math.nan
+
+        keywords = confusion[:_KEYWORDS]
+        keyword_items = keywords.sum()
         return {
             "accuracy": float(self._accuracy.compute()),
             "balanced_accuracy": float(self._balanced.compute()),
+            "keyword_recall": float(keywords.diagonal().sum() / keyword_items) if keyword_items else math.nan,
+            "false_alarm_unknown": called_keyword(_UNKNOWN_INDEX),
+            "false_alarm_silence": called_keyword(_SILENCE_INDEX),
             "count": float(self._count),
         }
 

@@ -121,8 +121,10 @@ def asr_loss(model: nn.Module, batch) -> Tensor:
 
 # ---- evaluation -----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def kws_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None) -> dict:
-    metrics = KWSMetrics()
+def kws_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None,
+                 threshold: float = 0.0) -> dict:
+    """:class:`KWSMetrics` scores; with a ``threshold``, keywords below it count as ``_unknown_``."""
+    metrics = KWSMetrics(threshold=threshold)
     for i, (waves, labels) in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break

@@ -133,13 +133,15 @@ def evaluation_loader(recipe: Recipe, dataset) -> DataLoader:
     return make_loader(dataset, spec.eval_batch_size, spec.collate, 0)
 
 
-def evaluate_model(model: nn.Module, recipe: Recipe, dataset, device: torch.device, max_batches=None) -> dict:
+def evaluate_model(model: nn.Module, recipe: Recipe, dataset, device: torch.device, max_batches=None,
+                   **options) -> dict:
+    """The task's scores on ``dataset``; ``options`` go to the task's evaluation (``threshold`` for kws)."""
     spec = TASK_SPECS[recipe.task]
     loader = evaluation_loader(recipe, dataset)
     was_training = model.training
     model.eval()
     try:
-        return spec.evaluate(model, loader, device, max_batches)
+        return spec.evaluate(model, loader, device, max_batches, **options)
     finally:
         model.train(was_training)
 

@@ -52,7 +52,8 @@ def test_kws_perfect_and_partial_predictions() -> None:
     metrics = KWSMetrics()
     metrics.update(logits[:3], targets[:3])
     metrics.update(logits[3:], targets[3:])
-    assert metrics.compute() == {"accuracy": 1.0, "balanced_accuracy": 1.0, "count": 6.0}
+    assert metrics.compute() == {"accuracy": 1.0, "balanced_accuracy": 1.0, "keyword_recall": 1.0,
+                                 "false_alarm_unknown": 0.0, "false_alarm_silence": 0.0, "count": 6.0}
     assert torch.equal(metrics.confusion_matrix().diagonal()[[0, 5, 12, 35, 36]], torch.tensor([1, 1, 1, 1, 2]))
     assert metrics.confusion_matrix().sum() == 6
 
@@ -64,6 +65,40 @@ def test_kws_perfect_and_partial_predictions() -> None:
     assert result["accuracy"] == pytest.approx(5 / 6)
     assert result["balanced_accuracy"] == pytest.approx((1 + 1 + 1 + 0.5 + 1) / 5)
     assert metrics.confusion_matrix()[36, 0] == 1 and metrics.confusion_matrix()[36, 36] == 1
+    assert result["keyword_recall"] == 1.0 and result["false_alarm_silence"] == 0.5
+    assert result["false_alarm_unknown"] == 0.0
+
+
+def test_kws_threshold_turns_unsure_keywords_into_unknown() -> None:
+    """Logits whose top class has a chosen probability: a keyword below the threshold counts as _unknown_,
+    as in the service's detections; _unknown_ and _silence_ predictions are never rejected."""
+    unknown, silence = KWS_LABELS.index("_unknown_"), KWS_LABELS.index("_silence_")
+
+    def logits_with_top(label: int, probability: float) -> torch.Tensor:
+        rest = (1 - probability) / (len(KWS_LABELS) - 1)
+        row = torch.full((len(KWS_LABELS),), rest)
+        row[label] = probability
+        return row.log()
+
+    # (top class, its probability, true class)
+    items = [(3, 0.95, 3), (4, 0.6, 4), (7, 0.6, unknown), (8, 0.95, unknown), (silence, 0.3, silence),
+             (unknown, 0.2, unknown), (9, 0.55, silence)]
+    logits = torch.stack([logits_with_top(top, p) for top, p, _ in items])
+    targets = torch.tensor([truth for _, _, truth in items])
+    expected = {  # threshold: (keyword_recall, false_alarm_unknown, false_alarm_silence, accuracy)
+        0.0: (1.0, 2 / 3, 1 / 2, 4 / 7),
+        0.5: (1.0, 2 / 3, 1 / 2, 4 / 7),
+        0.7: (1 / 2, 1 / 3, 0.0, 4 / 7),  # item 2 is now wrong, item 3 right; item 7 is _unknown_, still wrong
+        0.99: (0.0, 0.0, 0.0, 4 / 7),
+    }
+    for threshold, (recall, fa_unknown, fa_silence, accuracy) in expected.items():
+        metrics = KWSMetrics(threshold=threshold)
+        metrics.update(logits, targets)
+        result = metrics.compute()
+        assert (result["keyword_recall"], result["false_alarm_unknown"], result["false_alarm_silence"],
+                result["accuracy"]) == pytest.approx((recall, fa_unknown, fa_silence, accuracy)), threshold
+    with pytest.raises(ValueError, match="threshold"):
+        KWSMetrics(threshold=1.5)
 
 
 # --- denoising -------------------------------------------------------------------------------------

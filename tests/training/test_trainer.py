@@ -3,7 +3,9 @@ and two gloo processes under torchrun end with identical weights."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ import torch
 
 import model_zoo
 from training import trainer
+from training.__main__ import main as training_main
 from training.recipes import apply_overrides, get_recipe
 from training.reproduce import ensure_corpus, finish_run, install
 from training.tasks import build_datasets
@@ -42,6 +45,26 @@ def smoke(task: str, corpora: Path, *extra: str):
     return apply_overrides(get_recipe(f"{task}-smoke"), [f"data_root={corpora / task}", *extra])
 
 
+def check_evaluate_command(task: str, card: str, corpora: Path, test_scores: dict) -> None:
+    """``python -m training evaluate`` gives the test scores of the card; ``--threshold`` is for kws only, where
+    at 1.0 no keyword is ever detected (softmax probabilities stay below 1)."""
+    def evaluate(*extra: str) -> dict:
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            assert training_main(["evaluate", card, "--data", str(corpora / task), "--device", "cpu", *extra]) == 0
+        return json.loads(output.getvalue())
+
+    assert evaluate()["scores"] == pytest.approx(test_scores, abs=1e-4, nan_ok=True)
+    if task != "kws":
+        with pytest.raises(SystemExit, match="applies to keyword spotting"):
+            evaluate("--threshold", "0.5")
+        return
+    strict = evaluate("--threshold", "1.0")
+    assert strict["threshold"] == 1.0
+    assert strict["scores"]["keyword_recall"] == 0.0 and strict["scores"]["false_alarm_unknown"] == 0.0
+    assert {"keyword_recall", "false_alarm_unknown", "false_alarm_silence"} <= set(test_scores)
+
+
 @pytest.mark.parametrize("task", ["kws", "denoise", "asr"])
 def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     recipe = smoke(task, corpora)
@@ -56,6 +79,7 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     model = model_zoo.load(str(path) + ".json")
     assert model.card["scores"] == scores and model.card["recipe"]["name"] == recipe.name
     assert model.card["training_steps"] == recipe.steps
+    check_evaluate_command(task, f"{path}.json", corpora, scores)
     if task == "asr":  # the recognizer ships its word language model and is also scored with it
         assert model.language_model is not None and {"wer_lm", "cer_lm"} <= set(scores)
         # ... with beam-search weights tuned on the validation split: the grid's best, kept in the LM file
