@@ -85,15 +85,14 @@ class KWSMetrics:
 
     def update(self, logits: Tensor, targets: Tensor) -> None:
         """Add a batch: logits ``(B, C)`` or predicted indices ``(B,)``, targets ``(B,)``."""
-        logits, targets = logits.detach().cpu(), targets.detach().cpu()
-        if self.threshold > 0 and logits.dim() == 2:
-            probabilities = logits.float().softmax(-1)
-            confidence, predicted = probabilities.max(-1)
-            rejected = (predicted < _KEYWORDS) & (confidence < self.threshold)
-            logits = torch.where(rejected, torch.full_like(predicted, _UNKNOWN_INDEX), predicted)
-        self._accuracy.update(logits, targets)
-        self._balanced.update(logits, targets)
-        self._confusion.update(logits, targets)
+        predictions, targets = logits.detach().cpu(), targets.detach().cpu()
+        if self.threshold > 0 and predictions.dim() == 2:
+            confidence, top = predictions.float().softmax(-1).max(-1)
+            unsure_keyword = (top < _KEYWORDS) & (confidence < self.threshold)
+            predictions = torch.where(unsure_keyword, torch.full_like(top, _UNKNOWN_INDEX), top)
+        self._accuracy.update(predictions, targets)
+        self._balanced.update(predictions, targets)
+        self._confusion.update(predictions, targets)
         self._count += int(targets.numel())
 
     def compute(self) -> dict[str, float]:
