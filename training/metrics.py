@@ -97,7 +97,8 @@ class KWSMetrics:
 
     def compute(self) -> dict[str, float]:
         if self._count == 0:
-            return {"accuracy": math.nan, "balanced_accuracy": math.nan, "count": 0.0}
+            return {key: math.nan for key in ("accuracy", "balanced_accuracy", "keyword_recall", "false_alarm_unknown",
+                                              "false_alarm_silence")} | {"count": 0.0}
         confusion = self._confusion.compute().double()
 
         def called_keyword(label: int) -> float:

@@ -67,6 +67,8 @@ def test_kws_perfect_and_partial_predictions() -> None:
     assert metrics.confusion_matrix()[36, 0] == 1 and metrics.confusion_matrix()[36, 36] == 1
     assert result["keyword_recall"] == 1.0 and result["false_alarm_silence"] == 0.5
     assert result["false_alarm_unknown"] == 0.0
+    empty = KWSMetrics().compute()  # the same keys, so callers can index them on an empty set
+    assert set(empty) == set(result) and empty["count"] == 0.0 and math.isnan(empty["false_alarm_unknown"])
 
 
 def test_kws_threshold_turns_unsure_keywords_into_unknown() -> None:
