@@ -6,10 +6,17 @@ checkpoint as ``NAME.lm.json``) it searches over the model's words only, scored 
 voices this turns many near-miss spellings into the right words. Word times: a character occupies the frames of its run in the alignment; a word starts at its
 first character's first frame and ends after its last character's last frame. Word confidence is the mean
 probability of the frames that emitted its characters.
+
+With an :class:`NgramLanguageModel` (an ARPA file, ``.arpa`` or ``.arpa.gz``, read by the KenLM inside
+flashlight-text; ``model_zoo/checkpoints/english.arpa.gz`` is a general-English 3-gram of about 73k words built
+by ``python -m training.lm build``) it searches over that model's words. A checkpoint card names one with
+``"beam_search": {"language_model": "english.arpa.gz", "lm_weight": ..., "word_score": ..., "beam_size": ...}``
+(see :func:`decoder_from_card`).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import tempfile
@@ -23,7 +30,10 @@ from torch import Tensor
 
 from ..vocab import ASR_VOCAB
 
-__all__ = ["Word", "Transcript", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel"]
+__all__ = [
+    "Word", "Transcript", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel", "NgramLanguageModel",
+    "decoder_from_card", "arpa_unigrams",
+]
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,60 @@ class WordLanguageModel:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+@dataclass(frozen=True)
+class NgramLanguageModel:
+    """A word n-gram file the decoder's KenLM reads (ARPA, gzip-compressed or not, or a KenLM binary) and the
+    beam-search weights tuned for it. The decoder's lexicon is ``lexicon`` (a file, one word a line) when
+    given, else the ARPA file's unigrams; only words the character vocabulary spells are kept."""
+
+    path: Path
+    # The best pair for the shipped ``asr`` with ``english.arpa.gz`` on its validation split (beam 32); a
+    # card's ``beam_search`` entry overrides them.
+    lm_weight: float = 1.5
+    word_score: float = 0.0
+    lexicon: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.lexicon is not None:
+            object.__setattr__(self, "lexicon", Path(self.lexicon))
+        if not self.path.is_file():
+            raise FileNotFoundError(f"language model file not found: {self.path}")
+
+    @property
+    def words(self) -> list[str]:
+        """The lexicon: ``lexicon``'s lines, else the ARPA unigrams (without ``<s>``, ``</s>``, ``<unk>``)."""
+        if self.lexicon is not None:
+            return [w for w in self.lexicon.read_text().split() if w]
+        return arpa_unigrams(self.path)
+
+
+_SPECIAL_WORDS = frozenset({SENTENCE_START, SENTENCE_END, "<unk>"})
+
+
+def arpa_unigrams(path: str | Path) -> list[str]:
+    """The words of an ARPA file's ``\\1-grams:`` section (``.gz`` read through gzip), specials left out."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    words: list[str] = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("\\1-grams:"):
+                break
+        else:
+            raise ValueError(f"{path}: no \\1-grams: section (not an ARPA file?)")
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("\\"):
+                break
+            fields = line.split()
+            if len(fields) >= 2 and fields[1] not in _SPECIAL_WORDS:
+                words.append(fields[1])
+    return words
+
+
 def _flashlight_lm(model: WordLanguageModel, words: list[str]):
     """``model`` behind flashlight's LM interface; word indices are positions in ``words`` (then ``<unk>``)."""
     from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
@@ -177,18 +241,28 @@ def _flashlight_lm(model: WordLanguageModel, words: list[str]):
 class BeamSearchDecoder:
     """CTC beam search (torchaudio / flashlight-text) over the character vocabulary: lexicon-free, or over the
     words of ``language_model`` scored by it (``lm_weight`` times its log probability plus ``word_score`` per
-    word; by default the weights the language model carries, tuned for its acoustic model)."""
+    word; by default the weights the language model carries, tuned for its acoustic model).
+
+    ``language_model``: a :class:`WordLanguageModel` (the checkpoint's bigram), an :class:`NgramLanguageModel`
+    (an ARPA file with its lexicon), a path to an ARPA file, or ``None``. ``lexicon`` (words, or a file of
+    one word a line) overrides the n-gram model's lexicon. ``beam_size_token`` and ``beam_threshold`` prune
+    the search further (per frame: the best tokens tried, the score gap to the best hypothesis kept).
+    """
 
     def __init__(
         self, beam_size: int = 32, vocab: tuple[str, ...] = ASR_VOCAB,
-        language_model: WordLanguageModel | None = None, lm_weight: float | None = None,
-        word_score: float | None = None,
+        language_model: WordLanguageModel | NgramLanguageModel | str | Path | None = None,
+        lm_weight: float | None = None, word_score: float | None = None,
+        lexicon: Iterable[str] | str | Path | None = None, beam_size_token: int = 10, beam_threshold: float = 25.0,
     ) -> None:
         from torchaudio.models.decoder import ctc_decoder
 
         # flashlight-text wants named blank and word-separator tokens.
         tokens = ["-" if i == 0 else ("|" if t == " " else t) for i, t in enumerate(vocab)]
         self.vocab = vocab
+        if isinstance(language_model, (str, Path)):
+            language_model = NgramLanguageModel(Path(language_model))
+        self.language_model = language_model
         if language_model is None:
             self.decoder = ctc_decoder(
                 lexicon=None, tokens=tokens, lm=None, beam_size=beam_size, blank_token="-", sil_token="|",
@@ -196,17 +270,28 @@ class BeamSearchDecoder:
             return
         lm_weight = language_model.lm_weight if lm_weight is None else lm_weight
         word_score = language_model.word_score if word_score is None else word_score
+        if isinstance(lexicon, (str, Path)):
+            lexicon = Path(lexicon).read_text().split()
         spellable = set(vocab[1:]) - {" "}
-        words = [w for w in language_model.words if w and set(w) <= spellable]
+        candidates = language_model.words if lexicon is None else list(lexicon)
+        # Sorted and deduplicated: the decoder's word indices do not depend on the order given.
+        words = sorted({w for w in candidates if w and set(w) <= spellable})
+        if not words:
+            raise ValueError("the lexicon has no word the vocabulary can spell")
+        self.words = words
         # flashlight reads the lexicon and word list from files, once, here.
         with tempfile.TemporaryDirectory() as folder:
-            lexicon, word_list = Path(folder, "lexicon.txt"), Path(folder, "words.txt")
-            lexicon.write_text("".join(f"{w} {' '.join(w)} |\n" for w in words))
-            word_list.write_text("".join(f"{w}\n" for w in words) + "<unk>\n")
+            lexicon_file, word_list = Path(folder, "lexicon.txt"), Path(folder, "words.txt")
+            lexicon_file.write_text("".join(f"{w} {' '.join(w)} |\n" for w in words))
+            if isinstance(language_model, NgramLanguageModel):
+                lm, lm_dict = str(language_model.path), None  # KenLM maps the lexicon's words by spelling
+            else:
+                word_list.write_text("".join(f"{w}\n" for w in words) + "<unk>\n")
+                lm, lm_dict = _flashlight_lm(language_model, words), str(word_list)
             self.decoder = ctc_decoder(
-                lexicon=str(lexicon), tokens=tokens, lm=_flashlight_lm(language_model, words), lm_dict=str(word_list),
-                beam_size=beam_size, beam_size_token=10, beam_threshold=25, lm_weight=lm_weight,
-                word_score=word_score, blank_token="-", sil_token="|",
+                lexicon=str(lexicon_file), tokens=tokens, lm=lm, lm_dict=lm_dict,
+                beam_size=beam_size, beam_size_token=beam_size_token, beam_threshold=beam_threshold,
+                lm_weight=lm_weight, word_score=word_score, blank_token="-", sil_token="|",
             )
 
     def __call__(self, log_probs: Tensor, frame_seconds: float, offset: float = 0.0) -> Transcript:
@@ -225,3 +310,25 @@ class BeamSearchDecoder:
             chars.append((self.vocab[token], frame, frame, float(probs[frame, token])))
         # flashlight adds word separators at both ends; _words drops empty words.
         return _words(chars, frame_seconds, offset)
+
+
+def decoder_from_card(card: dict, directory: str | Path, word_model: WordLanguageModel | None = None,
+                      **overrides) -> BeamSearchDecoder:
+    """The beam search a recognizer's card asks for. ``card["beam_search"]`` may name an n-gram file
+    (``"language_model"``, relative to ``directory``, the card's folder) with its ``lm_weight``,
+    ``word_score``, ``beam_size``, ``beam_size_token``, ``beam_threshold`` and ``lexicon`` (a file there);
+    without one, the checkpoint's word bigram ``word_model`` when it has one, else lexicon-free search.
+    ``overrides`` (the constructor's keywords) win over the card."""
+    settings = dict(card.get("beam_search") or {})
+    vocab = tuple(card.get("vocab", ASR_VOCAB))
+    options = {k: settings[k] for k in ("beam_size", "beam_size_token", "beam_threshold") if k in settings}
+    name = settings.get("language_model")
+    if name:
+        lexicon = settings.get("lexicon")
+        language_model: WordLanguageModel | NgramLanguageModel | None = NgramLanguageModel(
+            Path(directory) / name, float(settings.get("lm_weight", NgramLanguageModel.lm_weight)),
+            float(settings.get("word_score", NgramLanguageModel.word_score)),
+            Path(directory) / lexicon if lexicon else None)
+    else:
+        language_model = word_model
+    return BeamSearchDecoder(vocab=vocab, language_model=language_model, **{**options, **overrides})
