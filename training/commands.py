@@ -38,7 +38,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from model_zoo.runtime import select_device
 
     from .recipes import Recipe
-    from .tasks import build_datasets
+    from .tasks import EVALUATION_SETS, build_datasets, evaluation_sets
     from .trainer import evaluate_model
 
     device = select_device(args.device)
@@ -53,9 +53,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if recipe.task != "kws":
             raise SystemExit(f"--threshold applies to keyword spotting, not to a {recipe.task} checkpoint")
         options["threshold"] = args.threshold
-    scores = evaluate_model(model, recipe, build_datasets(recipe)[args.split], device, args.max_batches, **options)
-    print(json.dumps({"checkpoint": str(args.checkpoint), "data": recipe.data_root, "split": args.split,
-                      **options, "scores": scores}, indent=2))
+    split = args.split or "test"
+    # Without --set, naming a data folder, source or split asks for the one split, as before the three sets.
+    which = args.set or ("split" if (args.data or args.source or args.split) else "all")
+    if which == "split":
+        scores = evaluate_model(model, recipe, build_datasets(recipe)[split], device, args.max_batches, **options)
+        print(json.dumps({"checkpoint": str(args.checkpoint), "data": recipe.data_root, "split": split,
+                          **options, "scores": scores}, indent=2))
+        return 0
+    names = EVALUATION_SETS if which == "all" else (which,)
+    sets = evaluation_sets(recipe, names, split, args.real_data)
+    if which != "all" and isinstance(sets[which], str):
+        raise SystemExit(f"evaluate --set {which}: {sets[which]}")
+    results = {}
+    for name, dataset in sets.items():
+        if isinstance(dataset, str):
+            results[name] = {"error": dataset}
+            continue
+        entry = {"data": str(getattr(dataset, "root", recipe.data_root))}
+        if name == "real":
+            from .datasets.asterisk import AsteriskKWS
+
+            summary = Path(dataset.root) / "summary.json"
+            entry["source"] = json.loads(summary.read_text())["source"] if summary.is_file() else "asterisk"
+            if isinstance(dataset, AsteriskKWS):
+                entry["keyword_clips"] = sum(row["kws_label"] != "_unknown_" for row in dataset.rows)
+            if hasattr(dataset, "noise_source"):
+                entry.update(sentences=len(dataset.rows), snrs=list(dataset.snrs), noise=dataset.noise_source)
+        else:
+            entry.update(split=split, voices="festival only" if name == "festival" else "all but festival")
+        entry["clips"] = len(dataset)
+        entry["scores"] = evaluate_model(model, recipe, dataset, device, args.max_batches, **options) if len(
+            dataset) else "no clips"
+        results[name] = entry
+    print(json.dumps({"checkpoint": str(args.checkpoint), "task": recipe.task, **options, "sets": results}, indent=2))
     return 0
 
 
@@ -91,11 +122,18 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint on a data split")
+    p = sub.add_parser("evaluate", help="score a checkpoint on the synthetic test split without festival, its "
+                                        "festival part and the real Asterisk prompts (or on one data split)")
     p.add_argument("checkpoint", help="shipped model name or path to NAME.json")
+    p.add_argument("--set", choices=("all", "synthetic", "festival", "real", "split"),
+                   help="all (default): synthetic, festival and real together; synthetic: the corpus split without "
+                        "festival voices; festival: its festival-only part; real: the Asterisk prompts "
+                        "(training/datasets/asterisk.py); split: the whole --split of --data, the single-set output "
+                        "(the default when --data, --source or --split is given)")
     p.add_argument("--data", help="dataset folder (default: the one in the checkpoint's recipe)")
     p.add_argument("--source", help="synthetic | speech_commands | vbdmd | librispeech (default: the recipe's)")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--split", choices=("train", "valid", "test"), help="default test")
+    p.add_argument("--real-data", help="cache folder of the real set (default data/asterisk, built when missing)")
     p.add_argument("--max-batches", type=int)
     p.add_argument("--threshold", type=_probability,
                    help="kws: a keyword below this probability counts as _unknown_, as in the service's detections")

@@ -22,7 +22,7 @@ from model_zoo.vocab import ASR_VOCAB
 from .metrics import ASRMetrics, DenoiseMetrics, KWSMetrics
 from .recipes import Recipe
 
-__all__ = ["TaskSpec", "TASK_SPECS", "build_datasets", "tune_decoder", "unwrap"]
+__all__ = ["TaskSpec", "TASK_SPECS", "build_datasets", "evaluation_sets", "EVALUATION_SETS", "tune_decoder", "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -64,6 +64,49 @@ def build_datasets(recipe: Recipe) -> dict[str, Dataset]:
                 "valid": LibriSpeech(root, list(recipe.test_subsets)),
                 "test": LibriSpeech(root, list(recipe.test_subsets))}
     raise SystemExit(f"unknown data source {recipe.data!r}")
+
+
+EVALUATION_SETS: tuple[str, ...] = ("synthetic", "festival", "real")
+
+
+def evaluation_sets(recipe: Recipe, names: tuple[str, ...] = EVALUATION_SETS, split: str = "test",
+                    real_root: str | None = None) -> dict[str, Dataset | str]:
+    """The sets ``python -m training evaluate`` scores, by name, or a one-line reason where one cannot be built:
+    ``synthetic``: the synthetic corpus's ``split`` without festival voices; ``festival``: its festival-only part
+    (festival is the held-out synthesizer, test split only); ``real``: the Asterisk prompts
+    (:mod:`training.datasets.asterisk`) for the task; denoise mixes them with the test split's noise bank."""
+    import copy
+
+    out: dict[str, Dataset | str] = {}
+    wanted = [n for n in ("synthetic", "festival") if n in names]
+    if wanted and recipe.data != "synthetic":
+        reason = f"not scored: the checkpoint's data is {recipe.data!r}, not the synthetic corpus"
+        out.update({n: reason for n in wanted})
+    elif wanted:
+        try:
+            whole: Dataset | str = build_datasets(recipe)[split]
+        except FileNotFoundError as err:
+            whole = f"corpus not built: {err}"
+        for name in wanted:
+            festival = name == "festival"
+            out[name] = whole if isinstance(whole, str) else copy.copy(whole).select(
+                lambda row, festival=festival: (row.get("synth") == "festival") == festival)
+    if "real" in names:
+        from .datasets import asterisk
+
+        root = real_root or asterisk.DEFAULT_CACHE
+        try:
+            if recipe.task == "kws":
+                out["real"] = asterisk.AsteriskKWS(root)
+            elif recipe.task == "asr":
+                out["real"] = asterisk.AsteriskASR(root)
+            else:
+                bank, source = asterisk.heldout_noise_bank(recipe.data_root, recipe.corpus_seed)
+                out["real"] = asterisk.AsteriskDenoise(bank, root, seed=recipe.corpus_seed)
+                out["real"].noise_source = source
+        except asterisk.AsteriskNotInstalled as err:
+            out["real"] = f"not installed: {err}"
+    return {n: out[n] for n in names if n in out}
 
 
 def pad_collate(batch: list[tuple[Tensor, Any]]) -> tuple[Tensor, Tensor, list]:

@@ -15,6 +15,7 @@ Items (all float32 at 16 kHz):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ class _Corpus(Dataset):
         self.split = split
         self.seed = seed
         self.epoch = 0
+        self._origin = list(range(len(self.rows)))  # each row's index in the whole split (see select)
         bank, kinds = noise_types_for_split(split)
         self.noise = NoiseBank(self.root, bank, kinds)
 
@@ -67,7 +69,19 @@ class _Corpus(Dataset):
         """Choose the augmentation of the coming train epoch (no effect on valid/test)."""
         self.epoch = epoch
 
+    def select(self, keep: Callable[[dict], bool]) -> "_Corpus":
+        """Keep only the items whose manifest row passes ``keep`` (e.g. ``lambda r: r["synth"] == "festival"``),
+        in place; returns ``self``. Each kept item is exactly the item it is in the whole split (same
+        augmentation), so a subset's scores are those of its items in the full evaluation."""
+        kept = [i for i, row in enumerate(self.rows) if keep(row)]
+        self._origin = [self._origin[i] for i in kept]
+        self.rows = [self.rows[i] for i in kept]
+        if hasattr(self, "labels"):
+            self.labels = [self.labels[i] for i in kept]
+        return self
+
     def rng(self, index: int) -> np.random.Generator:
+        index = self._origin[index]
         if self.split == "train":
             return np.random.default_rng([self.seed, self.epoch, index, _TASK_SALT[self.task]])
         return np.random.default_rng([self.meta["seed"], 1000 + SPLITS.index(self.split), index, _TASK_SALT[self.task]])
