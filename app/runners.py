@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_zoo.nets.ctc import BeamSearchDecoder, Transcript, greedy_decode
+from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS
 
 from . import states as state_tree
 
@@ -244,7 +245,7 @@ class KwsRunner(Runner):
 
     def open(self, options: dict) -> KeywordStream:
         rate = int(self.card["sample_rate"])
-        hop = max(1, int(round(float(options.get("hop", 0.25)) * rate)))
+        hop = max(1, int(round(float(options.get("hop", DEFAULT_HOP_SECONDS)) * rate)))
         return KeywordStream(window=rate, hop=hop, history=np.zeros(0, np.float32))
 
     def step(self, sessions: list[KeywordStream], chunks: list[np.ndarray]) -> list[list[tuple[int, np.ndarray]]]:

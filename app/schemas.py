@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
+
 from .audio import RawFormat
 
 __all__ = [
@@ -74,8 +76,8 @@ class KeywordsForm(AudioForm):
     model: str | None = Field(None, description="Keyword model id; default: the first served.")
     keywords: list[str] | None = Field(None, alias="keywords[]",
                                        description="Only report these keywords (default: all of the model's).")
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Minimum probability of a detection.")
-    hop: float = Field(0.25, ge=0.01, le=1.0, description="Seconds between the starts of one-second windows.")
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="Minimum probability of a detection.")
+    hop: float = Field(DEFAULT_HOP_SECONDS, ge=0.01, le=1.0, description="Seconds between the starts of one-second windows.")
 
 
 # ---- responses ---------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 from model_zoo.nets.ctc import Transcript
 
 from .audio import Audio, resample
-from .detections import Detection, DetectionRuns
+from model_zoo.pipelines.kws import Detection, DetectionRuns, window_starts
 from .pool import Pool
 
 __all__ = ["Engine", "KeywordResult", "Detection"]
@@ -83,17 +83,15 @@ class Engine:
     async def keywords(self, model: str, audio: Audio, *, hop: float, threshold: float,
                        keywords: set[str] | None, deadline: float, max_rows: int) -> KeywordResult:
         """Slide a one-second window (the classifier's training length) by ``hop`` seconds over the clip;
-        detections as :class:`app.detections.DetectionRuns` defines them."""
+        detections as :class:`model_zoo.pipelines.kws.DetectionRuns` defines them."""
         rate = self.rate(model)
         labels: list[str] = list(self.cards[model]["labels"])
         wave = await self._at_rate(audio, rate)
         length = len(wave)
-        window, step = rate, max(1, int(round(hop * rate)))
+        window = rate
+        starts = window_starts(length, window, max(1, int(round(hop * rate))))
         if len(wave) < window:
             wave = np.pad(wave, (0, window - len(wave)))
-        starts = list(range(0, len(wave) - window + 1, step))
-        if starts[-1] + window < len(wave):  # cover the tail too
-            starts.append(len(wave) - window)
         probs = []
         for first in range(0, len(starts), max_rows):  # requests of at most one batch each: bounded memory
             rows = np.stack([wave[s:s + window] for s in starts[first:first + max_rows]])

@@ -10,6 +10,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
+
 __all__ = [
     "STREAM_SAMPLE_RATES", "SessionStart", "SessionUpdate", "InputFlush", "SessionEnd", "ClientMessage",
     "client_message", "SessionStarted", "StreamWord", "TranscriptPartial", "TranscriptFinal", "KeywordDetected",
@@ -37,8 +39,8 @@ class SessionStart(_Message):
     word_timestamps: bool = Field(True, description="transcribe: words with times in transcript.final.")
     beam_search: bool = Field(False, description="transcribe: beam search for finals (partials stay greedy).")
     keywords: list[str] | None = Field(None, description="keywords: only these (default: all of the model's).")
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="keywords: minimum probability of a detection.")
-    hop: float = Field(0.25, ge=0.05, le=1.0, description="keywords: seconds between one-second windows.")
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="keywords: minimum probability of a detection.")
+    hop: float = Field(DEFAULT_HOP_SECONDS, ge=0.05, le=1.0, description="keywords: seconds between one-second windows.")
 
     @field_validator("sample_rate")
     @classmethod

@@ -78,6 +78,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             entry["source"] = json.loads(summary.read_text())["source"] if summary.is_file() else "asterisk"
             if isinstance(dataset, AsteriskKWS):
                 entry["keyword_clips"] = sum(row["kws_label"] != "_unknown_" for row in dataset.rows)
+                entry["running_speech"] = _real_running_speech(model, device, args.real_data, options)
             if hasattr(dataset, "noise_source"):
                 entry.update(sentences=len(dataset.rows), snrs=list(dataset.snrs), noise=dataset.noise_source)
         else:
@@ -88,6 +89,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         results[name] = entry
     print(json.dumps({"checkpoint": str(args.checkpoint), "task": recipe.task, **options, "sets": results}, indent=2))
     return 0
+
+
+def _real_running_speech(model, device, real_root: str | None, options: dict) -> dict:
+    """Keyword false alarms in the real set's sentences that say no keyword (see running_speech_false_alarms)."""
+    from model_zoo.vocab import SPEECH_COMMANDS_WORDS
+
+    from .datasets.asterisk import DEFAULT_CACHE, AsteriskASR
+    from .tasks import running_speech_false_alarms
+
+    sentences = AsteriskASR(real_root or DEFAULT_CACHE, min_words=2)
+    clips = [sentences[i][0].numpy() for i in range(len(sentences))
+             if not set(sentences.transcript(i).split()) & set(SPEECH_COMMANDS_WORDS)]
+    return running_speech_false_alarms(model, clips, device, **options)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:

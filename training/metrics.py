@@ -29,6 +29,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
+from model_zoo.pipelines.kws import detected_keywords
 from model_zoo.vocab import KWS_LABELS, SILENCE, SPEECH_COMMANDS_WORDS, UNKNOWN
 
 __all__ = [
@@ -87,9 +88,11 @@ class KWSMetrics:
         """Add a batch: logits ``(B, C)`` or predicted indices ``(B,)``, targets ``(B,)``."""
         predictions, targets = logits.detach().cpu(), targets.detach().cpu()
         if self.threshold > 0 and predictions.dim() == 2:
-            confidence, top = predictions.float().softmax(-1).max(-1)
-            unsure_keyword = (top < _KEYWORDS) & (confidence < self.threshold)
-            predictions = torch.where(unsure_keyword, torch.full_like(top, _UNKNOWN_INDEX), top)
+            # The service's rule: a keyword that is the top class but below the threshold is no detection.
+            probs = predictions.float().softmax(-1)
+            top = probs.argmax(-1)
+            detected = detected_keywords(probs, range(_KEYWORDS), self.threshold)
+            predictions = torch.where((top < _KEYWORDS) & (detected < 0), torch.full_like(top, _UNKNOWN_INDEX), top)
         self._accuracy.update(predictions, targets)
         self._balanced.update(predictions, targets)
         self._confusion.update(predictions, targets)

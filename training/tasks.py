@@ -10,19 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
+from model_zoo.pipelines.kws import DEFAULT_THRESHOLD, scan
 from model_zoo.nets.ctc import BeamSearchDecoder, WordLanguageModel, greedy_decode
 from model_zoo.vocab import ASR_VOCAB
 
 from .metrics import ASRMetrics, DenoiseMetrics, KWSMetrics
 from .recipes import Recipe
 
-__all__ = ["TaskSpec", "TASK_SPECS", "build_datasets", "evaluation_sets", "EVALUATION_SETS", "tune_decoder", "unwrap"]
+__all__ = ["TaskSpec", "TASK_SPECS", "build_datasets", "evaluation_sets", "EVALUATION_SETS", "running_speech_false_alarms", "tune_decoder", "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -176,6 +178,33 @@ def kws_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max
 
 
 @torch.no_grad()
+@torch.no_grad()
+def running_speech_false_alarms(model: nn.Module, clips: list[np.ndarray], device: torch.device,
+                                threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Keyword detections in speech that holds no keyword, by the service's windows and rule
+    (:func:`model_zoo.pipelines.kws.scan`): the share of clips with any detection and detections per hour."""
+    from model_zoo.vocab import KWS_LABELS
+
+    was_training = model.training
+    model.eval()
+
+    def classify(windows: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(windows).to(device)).float().softmax(-1).cpu().numpy()
+
+    try:
+        found = [scan(classify, clip, KWS_LABELS, rate=16000, threshold=threshold) for clip in clips]
+    finally:
+        model.train(was_training)
+    hours = sum(len(c) for c in clips) / 16000 / 3600
+    keywords: dict[str, int] = {}
+    for d in (d for clip in found for d in clip):
+        keywords[d.keyword] = keywords.get(d.keyword, 0) + 1
+    return {"clips": len(clips), "hours": round(hours, 4), "threshold": threshold,
+            "clips_with_false_alarm": sum(bool(f) for f in found) / max(1, len(clips)),
+            "false_alarms_per_hour": sum(keywords.values()) / hours if hours else float("nan"),
+            "keywords_fired": dict(sorted(keywords.items(), key=lambda kv: -kv[1]))}
+
+
 def denoise_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None) -> dict:
     """Scores of the enhanced audio and of the noisy input, overall and for inputs within 2.5 dB of 0 dB SNR."""
     enhanced, noisy_ref = DenoiseMetrics(), DenoiseMetrics()

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from ..detections import DetectionRuns
+from model_zoo.pipelines.kws import DetectionRuns
 from ..errors import NotReady, Overloaded, ServiceError, WorkerLost, error_body
 from ..pool import Pool
 from ..service import Engine
