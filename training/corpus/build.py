@@ -31,13 +31,13 @@ from tqdm import tqdm
 from model_zoo.vocab import SILENCE, SPEECH_COMMANDS_WORDS, UNKNOWN, normalize_transcript
 
 from .noise import HELDOUT_NOISE_TYPES, NOISE_TYPES, noise_types_for_split, write_bank
-from .text import sentence_pool, split_unknown_words
-from .tts import APT_PACKAGES, SAMPLE_RATE, SynthJob, available_synthesizers, missing_packages_hint, read_wav, synthesize_batch, write_wav
+from .text import keyword_free, sentence_pool, split_unknown_words, unknown_word_pool
+from .tts import APT_PACKAGES, SAMPLE_RATE, python_package_versions, SynthJob, available_synthesizers, missing_packages_hint, read_wav, synthesize_batch, write_wav
 from .voices import SPLITS, SYNTHESIZERS, sample_prosody, sample_voice, voice_split_summary, voices_for_split
 
 __all__ = ["GENERATOR_VERSION", "TASKS", "PRESETS", "parse_size", "build_corpus"]
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 TASKS: tuple[str, ...] = ("kws", "asr", "denoise")
 # Dry utterances per split (train, valid, test); for kws per keyword, with UNKNOWN_FACTOR times as many
 # `_unknown_` words and SILENCE_FACTOR times as many `_silence_` items. "full" fits in ~15 min on 2 cores.
@@ -46,8 +46,11 @@ PRESETS: dict[str, dict[str, tuple[int, int, int]]] = {
     "asr": {"tiny": (4, 2, 2), "small": (600, 60, 60), "full": (12000, 400, 600)},
     "denoise": {"tiny": (4, 2, 2), "small": (300, 30, 30), "full": (3000, 200, 300)},
 }
-UNKNOWN_FACTOR = 2
+UNKNOWN_FACTOR = 6
+NEAR_MISS_SHARE = 0.25
 SILENCE_FACTOR = 1
+RUNNING_FACTOR = 2
+RUNNING_MAX_CHARS = 70  # short sentences: the dataset uses one second of each per epoch
 KWS_MAX_SECONDS = 0.98  # leaves room to shift the word inside its one-second clip
 SENTENCE_MAX_SECONDS = 12.0
 _TASK_CODE = {"kws": 1, "asr": 2, "denoise": 3}
@@ -74,21 +77,40 @@ def _job(path: str, text: str, voice_pool: dict, split: str, rng: np.random.Gene
     return SynthJob(path, text, voice, sample_prosody(rng, sentence), max_s, 0 if sentence else 3)
 
 
-def _plan_kws(seed: int, counts: dict[str, int], synths: tuple[str, ...]) -> tuple[list[dict], list[SynthJob]]:
+def _plan_kws(seed: int, counts: dict[str, int], synths: tuple[str, ...], pool_text: list[str]) -> tuple[list[dict], list[SynthJob]]:
+    """Per split: ``n`` clips of each keyword, ``UNKNOWN_FACTOR * n`` other words (a ``NEAR_MISS_SHARE`` of
+    them near misses of a keyword), ``SILENCE_FACTOR * n`` silences, and in train and valid ``RUNNING_FACTOR *
+    n`` keyword-free sentences (``running: true``) that the dataset crops to one-second ``_unknown_`` windows,
+    so that running speech does not fire. The test split keeps to single words, so that its false alarms are
+    those of unseen words; running speech is scored on whole sentences instead (``training evaluate``)."""
     rows: list[dict] = []
     jobs: list[SynthJob] = []
     train_words, held_words = split_unknown_words(seed)
+    near = set(unknown_word_pool()[1])
+    # Sentences for running speech come from the end of the pool, away from the ASR valid/test slices at its head.
+    running = [t for t in reversed(pool_text) if len(t) <= RUNNING_MAX_CHARS and keyword_free(t)]
     for s, split in enumerate(SPLITS):
         rng = np.random.default_rng([seed, _TASK_CODE["kws"], s])
         pool = voices_for_split(split, synths)
-        unknown_words = train_words if split == "train" else held_words
+        words = train_words if split == "train" else held_words
+        near_words = [w for w in words if w in near]
         n = counts[split]
         spoken = [(w, w) for w in SPEECH_COMMANDS_WORDS for _ in range(n)]
-        spoken += [(unknown_words[int(rng.integers(len(unknown_words)))], UNKNOWN) for _ in range(n * UNKNOWN_FACTOR)]
+        for _ in range(n * UNKNOWN_FACTOR):
+            source = near_words if near_words and rng.random() < NEAR_MISS_SHARE else words
+            spoken.append((source[int(rng.integers(len(source)))], UNKNOWN))
         for i, (word, label) in enumerate(spoken):
             path = f"{split}/{label}/{i:06d}.wav"
             jobs.append(_job(path, word, pool, split, rng, sentence=False))
             rows.append({"path": path, "split": split, "text": word, "label": label})
+        if split != "test" and running:
+            half = len(running) // 2 or 1  # train and valid read different sentences
+            texts = running[:half] if split == "train" else running[half:] or running
+            for i in range(n * RUNNING_FACTOR):
+                text = texts[i % len(texts)]
+                path = f"{split}/running/{i:06d}.wav"
+                jobs.append(_job(path, text, pool, split, rng, sentence=True))
+                rows.append({"path": path, "split": split, "text": text, "label": UNKNOWN, "running": True})
         for i in range(n * SILENCE_FACTOR):
             rows.append({"path": None, "split": split, "text": "", "label": SILENCE, "voice": None,
                          "synth": None, "seconds": 1.0})
@@ -210,7 +232,7 @@ def build_corpus(
 
     pool_text = sentence_pool(seed)
     if task == "kws":
-        rows, jobs = _plan_kws(seed, counts, synths)
+        rows, jobs = _plan_kws(seed, counts, synths, pool_text)
     else:
         rows, jobs = _plan_sentences(task, seed, counts, synths, pool_text)
     babble_jobs = _plan_babble(seed, tiny, synths, pool_text)
@@ -270,7 +292,8 @@ def _metadata(task: str, seed: int, size_name: str, counts: dict[str, int], synt
         "synthesizers": list(synths),
         "voices": voice_split_summary(synths),
         "heldout_rule": "valid/test: espeak-ng accent en-029 or variants in ESPEAK_NG_HELDOUT_VARIANTS, "
-                        "flite rms; test only: all of festival (cross-synthesizer)",
+                        "flite rms, kokoro and hibari speakers of the valid/test slots (voices.speakers_for_split); "
+                        "test only: all of festival (cross-synthesizer)",
         "splits": per_split,
         "dropped_too_long_or_failed": dropped,
         "noise": {
@@ -281,4 +304,5 @@ def _metadata(task: str, seed: int, size_name: str, counts: dict[str, int], synt
         },
         "unknown_words": dict(zip(("train", "heldout"), split_unknown_words(seed))) if task == "kws" else None,
         "packages": _package_versions(),
+        "python_packages": python_package_versions(),
     }

