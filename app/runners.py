@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_zoo.nets.ctc import BeamSearchDecoder, Transcript, greedy_decode
+from model_zoo.pipelines.asr import beam_decoder
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS
 
 from . import states as state_tree
@@ -145,9 +146,7 @@ class AsrRunner(Runner):
         offset = float(options.get("offset", 0.0))
         if options.get("beam_search"):
             if self._beam is None:  # built on first use: flashlight's decoder is not free to construct
-                # With the checkpoint's word language model (NAME.lm.json) when it ships one.
-                language_model = getattr(self.model, "language_model", None)
-                self._beam = BeamSearchDecoder(vocab=self.vocab, language_model=language_model)
+                self._beam = beam_decoder(self.model)
             return self._beam(logits, self.model.frame_seconds, offset=offset)
         return greedy_decode(logits, self.model.frame_seconds, vocab=self.vocab, offset=offset)
 

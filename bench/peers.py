@@ -120,7 +120,8 @@ def run_ours(task: str, clips: Sequence[Clip]) -> list[SystemRun]:
     import torch
 
     import model_zoo
-    from model_zoo.nets.ctc import BeamSearchDecoder, greedy_decode
+    from model_zoo.nets.ctc import greedy_decode
+    from model_zoo.pipelines.asr import beam_decoder, ships_language_model
     from model_zoo.vocab import KWS_LABELS
 
     torch.set_num_threads(1)
@@ -138,9 +139,8 @@ def run_ours(task: str, clips: Sequence[Clip]) -> list[SystemRun]:
         variants[OURS] = lambda audio: KWS_LABELS[int(network(audio).argmax())]
     else:
         variants[OURS] = lambda audio: greedy_decode(network(audio), model.frame_seconds).text
-        language_model = getattr(model, "language_model", None)
-        if language_model is not None:
-            beam = BeamSearchDecoder(vocab=tuple(model.card["vocab"]), language_model=language_model)
+        if ships_language_model(model):
+            beam = beam_decoder(model)
             variants[OURS_LM] = lambda audio: beam(network(audio), model.frame_seconds).text
     load_seconds = time.perf_counter() - started
     return [timed_run(name, process, clips, load_seconds) for name, process in variants.items()]

@@ -96,6 +96,7 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
     except RuntimeError as err:
         raise CheckpointError(f"weights {weights_path} do not match the architecture in its card: {err}") from err
     model.card = card
+    model.card_dir = card_path.parent  # files the card names (a language model) live beside it
     if card["task"] == "asr":
         model.language_model = _load_language_model(_language_model_file(card_path))
     return model.to(device).eval()

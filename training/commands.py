@@ -38,7 +38,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from model_zoo.runtime import select_device
 
     from .recipes import Recipe
-    from .tasks import EVALUATION_SETS, build_datasets, evaluation_sets
+    from .evaluation import EVALUATION_SETS, SetUnavailable, score_sets
+    from .tasks import build_datasets
     from .trainer import evaluate_model
 
     device = select_device(args.device)
@@ -62,46 +63,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                           **options, "scores": scores}, indent=2))
         return 0
     names = EVALUATION_SETS if which == "all" else (which,)
-    sets = evaluation_sets(recipe, names, split, args.real_data)
-    if which != "all" and isinstance(sets[which], str):
-        raise SystemExit(f"evaluate --set {which}: {sets[which]}")
-    results = {}
-    for name, dataset in sets.items():
-        if isinstance(dataset, str):
-            results[name] = {"error": dataset}
-            continue
-        entry = {"data": str(getattr(dataset, "root", recipe.data_root))}
-        if name == "real":
-            from .datasets.asterisk import AsteriskKWS
-
-            summary = Path(dataset.root) / "summary.json"
-            entry["source"] = json.loads(summary.read_text())["source"] if summary.is_file() else "asterisk"
-            if isinstance(dataset, AsteriskKWS):
-                entry["keyword_clips"] = sum(row["kws_label"] != "_unknown_" for row in dataset.rows)
-                entry["running_speech"] = _real_running_speech(model, device, args.real_data, options)
-            if hasattr(dataset, "noise_source"):
-                entry.update(sentences=len(dataset.rows), snrs=list(dataset.snrs), noise=dataset.noise_source)
-        else:
-            entry.update(split=split, voices="festival only" if name == "festival" else "all but festival")
-        entry["clips"] = len(dataset)
-        entry["scores"] = evaluate_model(model, recipe, dataset, device, args.max_batches, **options) if len(
-            dataset) else "no clips"
-        results[name] = entry
+    try:
+        results = score_sets(model, recipe, device, names, split, args.real_data, args.max_batches, **options)
+    except SetUnavailable as err:
+        raise SystemExit(f"evaluate --set {which}: {err}") from None
     print(json.dumps({"checkpoint": str(args.checkpoint), "task": recipe.task, **options, "sets": results}, indent=2))
     return 0
-
-
-def _real_running_speech(model, device, real_root: str | None, options: dict) -> dict:
-    """Keyword false alarms in the real set's sentences that say no keyword (see running_speech_false_alarms)."""
-    from model_zoo.vocab import SPEECH_COMMANDS_WORDS
-
-    from .datasets.asterisk import DEFAULT_CACHE, AsteriskASR
-    from .tasks import running_speech_false_alarms
-
-    sentences = AsteriskASR(real_root or DEFAULT_CACHE, min_words=2)
-    clips = [sentences[i][0].numpy() for i in range(len(sentences))
-             if not set(sentences.transcript(i).split()) & set(SPEECH_COMMANDS_WORDS)]
-    return running_speech_false_alarms(model, clips, device, **options)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:

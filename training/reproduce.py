@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from model_zoo.checkpoint import CHECKPOINT_DIR, language_model_path, save
+from model_zoo.pipelines.kws import DEFAULT_THRESHOLD
 
 from .recipes import SHIPPED, Recipe, get_recipe
 from .trainer import RUNS_DIR, evaluate_model, train
@@ -55,6 +56,7 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
     language model is estimated from the training transcripts and its beam-search weights are tuned on the
     validation split (:func:`training.tasks.tune_decoder`; the card keeps the grid) before the test split is
     scored."""
+    from .evaluation import score_sets
     from .tasks import build_datasets, language_model_from, tune_decoder
     from .trainer import evaluation_loader
 
@@ -75,6 +77,11 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
         model.language_model = language_model  # evaluate_model scores beam search with it too
     scores = evaluate_model(model, recipe, datasets["test"], device)
     scores = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
+    if recipe.data == "synthetic":
+        # Keyword spotting is scored at the service's default threshold: what a user of POST /keywords gets.
+        options = {"threshold": DEFAULT_THRESHOLD} if recipe.task == "kws" else {}
+        sets = score_sets(model, recipe, device, tuple(recipe.evaluation_sets), **options)
+        extra["evaluation"] = {"options": options, "sets": _rounded(sets)}
     path = save(model, run_dir / name, name=name, task=recipe.task, recipe=recipe.to_dict(), scores=scores,
                 data=_data_description(meta), scored_on="test split (held-out voices)",
                 training_seconds=summary["training_seconds"], training_steps=summary["steps"],
@@ -82,6 +89,13 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
     if language_model is not None:
         language_model.save(language_model_path(path))
     return path, scores
+
+
+def _rounded(value):
+    """Floats of a nested result rounded to 4 digits, for the card."""
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def compare_scores(scores: dict, card: dict) -> list[tuple[str, float, float, float, bool]]:
@@ -112,7 +126,38 @@ def write_model_card(path: Path, card: dict) -> None:
 {scores}
 
 - Reproduction tolerance (absolute): `{json.dumps(card.get('tolerance', {}))}`.
-""" + _decoder_line(card.get("decoder")) + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
+""" + _evaluation_lines(card.get("evaluation")) + _decoder_line(card.get("decoder")) + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
+
+
+_SET_TITLES = {"synthetic": "held-out synthetic voices (test split, festival left out)",
+               "festival": "festival, a synthesizer never trained on (test split)",
+               "real": "real human speech (Debian's Asterisk prompts, never trained on)"}
+
+
+def _evaluation_lines(evaluation: dict | None) -> str:
+    """The model card's table of the three evaluation sets (``training.evaluation.score_sets``)."""
+    if not evaluation:
+        return ""
+    threshold = evaluation["options"].get("threshold")
+    evaluation = evaluation["sets"]
+    metrics = list(dict.fromkeys(k for entry in evaluation.values() if isinstance(entry.get("scores"), dict)
+                                 for k in entry["scores"] if k != "count"))
+    where = f" at the service's keyword threshold {threshold}" if threshold else ""
+    lines = [f"- Scores on the evaluation sets{where} (`python -m training evaluate NAME`):", "",
+             "| set | clips | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for name, entry in evaluation.items():
+        if not isinstance(entry.get("scores"), dict):
+            lines.append(f"| {_SET_TITLES.get(name, name)} | - | {entry.get('error', entry.get('scores'))} |")
+            continue
+        values = " | ".join(f"{entry['scores'].get(m, float('nan')):.4f}" for m in metrics)
+        lines.append(f"| {_SET_TITLES.get(name, name)} | {entry['clips']} | {values} |")
+    running = evaluation.get("real", {}).get("running_speech")
+    if running:
+        lines += ["", f"- Running speech with no keyword (the real set's {running['clips']} keyword-free sentences, "
+                      f"{running['hours'] * 60:.1f} min, the service's windows at threshold {running['threshold']}): "
+                      f"{100 * running['clips_with_false_alarm']:.1f}% of sentences set a keyword off, "
+                      f"{running['false_alarms_per_hour']:.0f} false alarms per hour."]
+    return "\n".join(lines) + "\n\n"
 
 
 def _decoder_line(decoder: dict | None) -> str:

@@ -17,14 +17,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
-from model_zoo.pipelines.kws import DEFAULT_THRESHOLD, scan
+from model_zoo.pipelines.asr import beam_decoder, ships_language_model
 from model_zoo.nets.ctc import BeamSearchDecoder, WordLanguageModel, greedy_decode
 from model_zoo.vocab import ASR_VOCAB
 
 from .metrics import ASRMetrics, DenoiseMetrics, KWSMetrics
 from .recipes import Recipe
 
-__all__ = ["TaskSpec", "TASK_SPECS", "build_datasets", "evaluation_sets", "EVALUATION_SETS", "running_speech_false_alarms", "tune_decoder", "unwrap"]
+__all__ = ["TaskSpec", "TASK_SPECS", "build_datasets", "tune_decoder", "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -66,49 +66,6 @@ def build_datasets(recipe: Recipe) -> dict[str, Dataset]:
                 "valid": LibriSpeech(root, list(recipe.test_subsets)),
                 "test": LibriSpeech(root, list(recipe.test_subsets))}
     raise SystemExit(f"unknown data source {recipe.data!r}")
-
-
-EVALUATION_SETS: tuple[str, ...] = ("synthetic", "festival", "real")
-
-
-def evaluation_sets(recipe: Recipe, names: tuple[str, ...] = EVALUATION_SETS, split: str = "test",
-                    real_root: str | None = None) -> dict[str, Dataset | str]:
-    """The sets ``python -m training evaluate`` scores, by name, or a one-line reason where one cannot be built:
-    ``synthetic``: the synthetic corpus's ``split`` without festival voices; ``festival``: its festival-only part
-    (festival is the held-out synthesizer, test split only); ``real``: the Asterisk prompts
-    (:mod:`training.datasets.asterisk`) for the task; denoise mixes them with the test split's noise bank."""
-    import copy
-
-    out: dict[str, Dataset | str] = {}
-    wanted = [n for n in ("synthetic", "festival") if n in names]
-    if wanted and recipe.data != "synthetic":
-        reason = f"not scored: the checkpoint's data is {recipe.data!r}, not the synthetic corpus"
-        out.update({n: reason for n in wanted})
-    elif wanted:
-        try:
-            whole: Dataset | str = build_datasets(recipe)[split]
-        except FileNotFoundError as err:
-            whole = f"corpus not built: {err}"
-        for name in wanted:
-            festival = name == "festival"
-            out[name] = whole if isinstance(whole, str) else copy.copy(whole).select(
-                lambda row, festival=festival: (row.get("synth") == "festival") == festival)
-    if "real" in names:
-        from .datasets import asterisk
-
-        root = real_root or asterisk.DEFAULT_CACHE
-        try:
-            if recipe.task == "kws":
-                out["real"] = asterisk.AsteriskKWS(root)
-            elif recipe.task == "asr":
-                out["real"] = asterisk.AsteriskASR(root)
-            else:
-                bank, source = asterisk.heldout_noise_bank(recipe.data_root, recipe.corpus_seed)
-                out["real"] = asterisk.AsteriskDenoise(bank, root, seed=recipe.corpus_seed)
-                out["real"].noise_source = source
-        except asterisk.AsteriskNotInstalled as err:
-            out["real"] = f"not installed: {err}"
-    return {n: out[n] for n in names if n in out}
 
 
 def pad_collate(batch: list[tuple[Tensor, Any]]) -> tuple[Tensor, Tensor, list]:
@@ -178,33 +135,6 @@ def kws_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max
 
 
 @torch.no_grad()
-@torch.no_grad()
-def running_speech_false_alarms(model: nn.Module, clips: list[np.ndarray], device: torch.device,
-                                threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Keyword detections in speech that holds no keyword, by the service's windows and rule
-    (:func:`model_zoo.pipelines.kws.scan`): the share of clips with any detection and detections per hour."""
-    from model_zoo.vocab import KWS_LABELS
-
-    was_training = model.training
-    model.eval()
-
-    def classify(windows: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(windows).to(device)).float().softmax(-1).cpu().numpy()
-
-    try:
-        found = [scan(classify, clip, KWS_LABELS, rate=16000, threshold=threshold) for clip in clips]
-    finally:
-        model.train(was_training)
-    hours = sum(len(c) for c in clips) / 16000 / 3600
-    keywords: dict[str, int] = {}
-    for d in (d for clip in found for d in clip):
-        keywords[d.keyword] = keywords.get(d.keyword, 0) + 1
-    return {"clips": len(clips), "hours": round(hours, 4), "threshold": threshold,
-            "clips_with_false_alarm": sum(bool(f) for f in found) / max(1, len(clips)),
-            "false_alarms_per_hour": sum(keywords.values()) / hours if hours else float("nan"),
-            "keywords_fired": dict(sorted(keywords.items(), key=lambda kv: -kv[1]))}
-
-
 def denoise_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None) -> dict:
     """Scores of the enhanced audio and of the noisy input, overall and for inputs within 2.5 dB of 0 dB SNR."""
     enhanced, noisy_ref = DenoiseMetrics(), DenoiseMetrics()
@@ -250,12 +180,12 @@ def _recognized_clips(model: nn.Module, loader: DataLoader, device: torch.device
 
 @torch.no_grad()
 def asr_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None) -> dict:
-    """Greedy WER and CER; also ``wer_lm`` and ``cer_lm``, beam search with the network's word language model,
-    when one is attached (``model.language_model``, as ``model_zoo.load`` and ``finish_run`` do)."""
+    """Greedy WER and CER; also ``wer_lm`` and ``cer_lm``, beam search with the network's language model when it
+    has one (:func:`model_zoo.pipelines.asr.beam_decoder`: the card's n-gram, or the word bigram that
+    ``model_zoo.load`` and ``finish_run`` attach)."""
     metrics, with_lm = ASRMetrics(), ASRMetrics()
     net = unwrap(model)
-    language_model = getattr(net, "language_model", None)
-    beam = BeamSearchDecoder(language_model=language_model) if language_model is not None else None
+    beam = beam_decoder(net) if ships_language_model(net) else None
     for texts, clips in _recognized_clips(model, loader, device, max_batches):
         metrics.update(texts, [greedy_decode(clip, net.frame_seconds).text for clip in clips])
         if beam is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import gzip
 import math
 from pathlib import Path
@@ -176,3 +177,28 @@ def test_bigram_and_lexicon_free_paths_still_work():
     assert BeamSearchDecoder(language_model=bigram)(emissions, 0.03).text == "turn the light on"
     assert BeamSearchDecoder()(emissions, 0.03).text == "turn the light on"
     assert math.isfinite(bigram.log_prob("the", "light"))
+
+
+def test_a_loaded_recognizer_decodes_with_the_language_model_its_card_names(tmp_path):
+    """model_zoo.pipelines.asr.beam_decoder, the one way the service, evaluation and benchmarks build it."""
+    import shutil
+
+    import model_zoo
+    from model_zoo.checkpoint import CHECKPOINT_DIR
+    from model_zoo.pipelines.asr import beam_decoder, ships_language_model
+
+    for suffix in (".json", ".safetensors", ".lm.json"):
+        shutil.copy(CHECKPOINT_DIR / f"asr{suffix}", tmp_path / f"mine{suffix}")
+    model = model_zoo.load(tmp_path / "mine.json")
+    assert ships_language_model(model) and beam_decoder(model).language_model is model.language_model
+    card = json.loads((tmp_path / "mine.json").read_text())
+    card["beam_search"] = {"language_model": "english.arpa.gz", "lm_weight": 0.7, "beam_size": 16}
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    _arpa(tmp_path, TEXT, "english.arpa.gz")  # beside the card, where the card's name points
+    decoder = beam_decoder(model_zoo.load(tmp_path / "mine.json"))
+    assert isinstance(decoder.language_model, NgramLanguageModel) and decoder.language_model.lm_weight == 0.7
+    assert decoder.language_model.path == tmp_path / "english.arpa.gz"
+    (tmp_path / "mine.lm.json").unlink()
+    del card["beam_search"]
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    assert not ships_language_model(model_zoo.load(tmp_path / "mine.json"))

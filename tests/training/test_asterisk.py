@@ -227,7 +227,8 @@ def _evaluate(*argv: str) -> dict:
 
 def test_synthetic_and_festival_sets_split_the_test_split(tiny_kws, fake_cache) -> None:
     from training.recipes import apply_overrides, get_recipe
-    from training.tasks import build_datasets, evaluation_sets
+    from training.evaluation import evaluation_sets
+    from training.tasks import build_datasets
 
     recipe = apply_overrides(get_recipe("kws-smoke"), [f"data_root={tiny_kws}"])
     whole = build_datasets(recipe)["test"]

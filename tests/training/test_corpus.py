@@ -55,6 +55,29 @@ def test_same_seed_gives_identical_files(corpora: dict[str, Path]) -> None:
     assert [k for k in a if a[k] != b[k]] == []
 
 
+def test_an_interrupted_build_resumes_to_the_same_files(corpora: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.corpus import build as B
+
+    real_work, calls = B._work, []
+
+    def dies_on_the_third_chunk(task):
+        calls.append(task[1])
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_work(task)
+
+    monkeypatch.setattr(B, "_work", dies_on_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus("kws", tmp_path / "kws", seed=0, size="tiny", workers=1, progress=False)
+    assert len(list((tmp_path / "kws" / ".build").glob("0*.json"))) == 2 and not (tmp_path / "kws" / "corpus.json").exists()
+    calls.clear()
+    build_corpus("kws", tmp_path / "kws", seed=0, size="tiny", workers=1, progress=False)
+    assert "00000" not in calls and "00001" not in calls and "00002" in calls  # only the unfinished chunks ran
+    assert data_files(tmp_path / "kws") == data_files(corpora["kws"])
+    assert not (tmp_path / "kws" / ".build").exists()
+
+
 def test_different_seed_gives_different_corpus(corpora: dict[str, Path]) -> None:
     a, c = manifest(corpora["kws"]), manifest(corpora["kws_seed1"])
     assert [r["voice"] for r in a] != [r["voice"] for r in c]

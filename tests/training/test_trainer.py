@@ -79,6 +79,11 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     model = model_zoo.load(str(path) + ".json")
     assert model.card["scores"] == scores and model.card["recipe"]["name"] == recipe.name
     assert model.card["training_steps"] == recipe.steps
+    # the card also scores the held-out synthetic voices and festival apart: together they are the test split
+    sets = model.card["evaluation"]["sets"]
+    assert set(sets) == {"synthetic", "festival"} and sets["synthetic"]["clips"] + sets["festival"]["clips"] == len(
+        build_datasets(recipe)["test"])
+    assert (model.card["evaluation"]["options"] == {"threshold": 0.5}) == (task == "kws")
     check_evaluate_command(task, f"{path}.json", corpora, scores)
     if task == "asr":  # the recognizer ships its word language model and is also scored with it
         assert model.language_model is not None and {"wer_lm", "cer_lm"} <= set(scores)
@@ -97,6 +102,7 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     install(task, path, checkpoint_dir=tmp_path)
     installed = model_zoo.load(str(tmp_path / f"{task}.json"))
     assert installed.card["scores"] == scores and (tmp_path / f"{task}.md").read_text().startswith(f"# `{task}`")
+    assert "| festival, a synthesizer never trained on (test split) |" in (tmp_path / f"{task}.md").read_text()
     assert ("Beam search with the word bigram" in (tmp_path / f"{task}.md").read_text()) == (task == "asr")
 
 

@@ -8,6 +8,7 @@ Layout of ``out``::
     <split>/...wav              16 kHz 16-bit mono, trimmed, peak 0.9 (no augmentation)
     noise/noise.jsonl           the noise bank index; noise/<bank>/<kind>_<k>.wav
     noise/babble_src/<bank>/    the utterances the babble noise is made of
+    .build/                     while building only: the plan and each finished chunk's results (to resume)
 
 The plan (texts, voices, speaking styles) is drawn first from ``numpy.random.default_rng`` streams keyed
 by (seed, task, split), so the output does not depend on worker scheduling: the same seed on the same
@@ -55,6 +56,7 @@ KWS_MAX_SECONDS = 0.98  # leaves room to shift the word inside its one-second cl
 SENTENCE_MAX_SECONDS = 12.0
 _TASK_CODE = {"kws": 1, "asr": 2, "denoise": 3}
 _CHUNK = 24
+_PROGRESS = ".build"  # an unfinished build's plan and finished chunks
 
 
 def parse_size(task: str, size: str) -> tuple[str, dict[str, int]]:
@@ -155,9 +157,10 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one worker per core already; more threads would only contend
 
 
-def _work(task: tuple[str, list[SynthJob]]) -> list[dict]:
-    """Worker: synthesize a chunk, write its WAVs, return what the manifest needs."""
-    root, jobs = task
+def _work(task: tuple[str, str, list[SynthJob]]) -> list[dict]:
+    """Worker: synthesize a chunk, write its WAVs, then its results file (``.build/<chunk>.json``, written last
+    and atomically: a chunk with that file is complete, and an interrupted build skips it when resumed)."""
+    root, chunk_id, jobs = task
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         results = synthesize_batch(jobs, Path(tmp))
     out = []
@@ -166,6 +169,9 @@ def _work(task: tuple[str, list[SynthJob]]) -> list[dict]:
             write_wav(Path(root) / job.key, audio)
         seconds = round(len(audio) / SAMPLE_RATE, 3) if audio is not None else None
         out.append({"key": job.key, "seconds": seconds, "prosody": asdict(prosody)})
+    done = Path(root) / _PROGRESS / f"{chunk_id}.json"
+    done.with_suffix(".tmp").write_text(json.dumps(out))
+    done.with_suffix(".tmp").replace(done)
     return out
 
 
@@ -176,8 +182,15 @@ def _synthesize(root: Path, jobs: list[SynthJob], workers: int, progress: bool) 
     chunks = [other[i: i + _CHUNK] for i in range(0, len(other), _CHUNK)]
     chunks += [fest[i: i + 4 * _CHUNK] for i in range(0, len(fest), 4 * _CHUNK)]
     results: dict[str, dict] = {}
-    bar = tqdm(total=len(jobs), unit="utt", desc="synthesizing", disable=not progress, mininterval=2.0)
-    tasks = [(str(root), c) for c in chunks]
+    tasks = []
+    for index, chunk in enumerate(chunks):  # chunks finished by an interrupted build are read back, not redone
+        done = root / _PROGRESS / f"{index:05d}.json"
+        if done.is_file():
+            results.update({r["key"]: r for r in json.loads(done.read_text())})
+        else:
+            tasks.append((str(root), f"{index:05d}", chunk))
+    bar = tqdm(total=len(jobs), initial=len(results), unit="utt", desc="synthesizing", disable=not progress,
+               mininterval=2.0)
     if workers <= 1:
         iterator = map(_work, tasks)
         for res in iterator:
@@ -209,7 +222,9 @@ def build_corpus(
     progress: bool = True,
     allow_missing: bool | None = None,
 ) -> dict:
-    """Build the ``task`` corpus into ``out`` (emptied first) and return its ``corpus.json`` content.
+    """Build the ``task`` corpus into ``out`` and return its ``corpus.json`` content. ``out`` is emptied first,
+    unless it holds an interrupted build of the same plan (task, seed, counts, synthesizers, generator
+    version): that one resumes, keeping the chunks it finished, and ends byte-identical to an uninterrupted build.
 
     All three synthesizers are required unless ``allow_missing`` (default: only for ``tiny``), in which
     case the missing ones are left out and ``corpus.json`` says which were used.
@@ -225,9 +240,15 @@ def build_corpus(
     if "espeak-ng" not in synths or (missing and not allow_missing):
         raise RuntimeError(f"synthesizers missing: {missing}; {missing_packages_hint()}")
     root = Path(out)
-    if root.exists():
+    # An interrupted build of the same corpus (same plan) resumes: its finished chunks are kept.
+    plan = {"task": task, "seed": seed, "counts": counts, "synthesizers": list(synths),
+            "generator_version": GENERATOR_VERSION}
+    plan_file = root / _PROGRESS / "plan.json"
+    resuming = plan_file.is_file() and json.loads(plan_file.read_text()) == plan
+    if root.exists() and not resuming:
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+    (root / _PROGRESS).mkdir(parents=True, exist_ok=True)
+    plan_file.write_text(json.dumps(plan))
     started = time.perf_counter()
 
     pool_text = sentence_pool(seed)
@@ -265,6 +286,7 @@ def build_corpus(
     meta = _metadata(task, seed, size_name, counts, synths, manifest, dropped, clips)
     meta["build_seconds"] = {"synthesis": round(synth_seconds, 1), "total": round(time.perf_counter() - started, 1)}
     (root / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(root / _PROGRESS)
     return meta
 
 

@@ -1,0 +1,29 @@
+"""Speech recognition rules: which beam search a recognizer decodes with.
+
+A checkpoint card's ``beam_search`` entry names a general-English n-gram file beside the card with its tuned
+weights and beam (:func:`model_zoo.nets.ctc.decoder_from_card`); without one, the checkpoint's own word bigram
+(``NAME.lm.json``) is used; without either, the search is lexicon-free. The service, the evaluation and the
+benchmarks all decode through :func:`beam_decoder`, so they measure what users get.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..checkpoint import CHECKPOINT_DIR
+from ..nets.ctc import BeamSearchDecoder, decoder_from_card
+
+__all__ = ["beam_decoder", "ships_language_model"]
+
+
+def ships_language_model(model: nn.Module) -> bool:
+    """Whether the recognizer's beam search has a language model (an n-gram file or its word bigram)."""
+    card = getattr(model, "card", None) or {}
+    return bool((card.get("beam_search") or {}).get("language_model")) or getattr(model, "language_model", None) is not None
+
+
+def beam_decoder(model: nn.Module, **overrides) -> BeamSearchDecoder:
+    """The beam search ``model`` ships with (see the module docstring); ``overrides`` go to the decoder."""
+    card = getattr(model, "card", None) or {}
+    return decoder_from_card(card, getattr(model, "card_dir", CHECKPOINT_DIR), getattr(model, "language_model", None),
+                             **overrides)
