@@ -46,6 +46,10 @@ class Recipe:
     # The sets finish_run scores for the model card (training.evaluation); the smoke runs leave the real set to
     # its own tests, which score it on a small fake cache.
     evaluation_sets: tuple[str, ...] = ("synthetic", "festival", "real")
+    # ASR: a general n-gram file of model_zoo/checkpoints whose weights finish_run tunes on the validation split;
+    # the checkpoint's beam search then uses it by default (the card's beam_search entry), the word bigram of the
+    # training transcripts otherwise.
+    general_lm: str | None = None
     # Paper recipes on real data: subsets / splits.
     train_subsets: tuple[str, ...] = ()
     test_subsets: tuple[str, ...] = ()
@@ -68,7 +72,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            **_COMMON_SYNTH),
     Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", architecture={"dropout": 0.1}, steps=16000,
            batch_size=16, lr=3e-3, weight_decay=0.01, warmup_fraction=0.03, eval_every=4000, eval_batches=8,
-           corpus_size="16000,200,300",
+           corpus_size="16000,200,300", general_lm="english.arpa.gz",
            tolerance={"wer": 0.03, "cer": 0.02, "wer_lm": 0.03}, **_COMMON_SYNTH),
     # ---- CI smoke runs: a few steps on a tiny corpus ----
     Recipe(name="kws-smoke", task="kws", data_root="data/corpus-tiny/kws", steps=4, batch_size=4, eval_every=4,
@@ -77,7 +81,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            eval_every=4, checkpoint_every=2, segment_seconds=0.5, corpus_size="tiny", eval_batches=2,
            architecture={"channels": [8], "filters": 8, "frame": 4}, **_SMOKE),
     Recipe(name="asr-smoke", task="asr", data_root="data/corpus-tiny/asr", size="tiny", steps=4, batch_size=2,
-           eval_every=4, checkpoint_every=2, corpus_size="tiny", eval_batches=2, **_SMOKE),
+           eval_every=4, checkpoint_every=2, corpus_size="tiny", eval_batches=2, general_lm="english.arpa.gz",
+           **_SMOKE),
     # ---- the paper's experiments on real data (GPU) ----
     Recipe(name="kws-speechcommands", task="kws", data="speech_commands", data_root="data/SpeechCommands",
            size="paper", steps=200 * 170, batch_size=512, lr=0.01, sensitive_lr=0.001, weight_decay=0.05,

@@ -57,7 +57,9 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
     validation split (:func:`training.tasks.tune_decoder`; the card keeps the grid) before the test split is
     scored."""
     from .evaluation import score_sets
-    from .tasks import build_datasets, language_model_from, tune_decoder
+    from model_zoo.nets.ctc import NgramLanguageModel
+
+    from .tasks import NGRAM_BEAM_SIZE, NGRAM_GRID, build_datasets, language_model_from, tune_decoder
     from .trainer import evaluation_loader
 
     model = summary["model"]
@@ -75,6 +77,12 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
         language_model.lm_weight = extra["decoder"]["lm_weight"]
         language_model.word_score = extra["decoder"]["word_score"]
         model.language_model = language_model  # evaluate_model scores beam search with it too
+        if recipe.general_lm:  # the default beam search: the general n-gram, tuned like the bigram
+            shutil.copy(CHECKPOINT_DIR / recipe.general_lm, run_dir / recipe.general_lm)  # the card names it beside
+            general = NgramLanguageModel(run_dir / recipe.general_lm)
+            tuned = tune_decoder(model, valid, device, general, NGRAM_GRID, NGRAM_BEAM_SIZE)
+            extra["beam_search"] = {"language_model": recipe.general_lm, "beam_size": NGRAM_BEAM_SIZE, **tuned}
+            model.card, model.card_dir = {"beam_search": extra["beam_search"]}, run_dir  # scored with it, too
     scores = evaluate_model(model, recipe, datasets["test"], device)
     scores = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
     if recipe.data == "synthetic":
@@ -126,7 +134,7 @@ def write_model_card(path: Path, card: dict) -> None:
 {scores}
 
 - Reproduction tolerance (absolute): `{json.dumps(card.get('tolerance', {}))}`.
-""" + _evaluation_lines(card.get("evaluation")) + _decoder_line(card.get("decoder")) + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
+""" + _evaluation_lines(card.get("evaluation")) + _general_lm_line(card.get("beam_search")) + _decoder_line(card.get("decoder")) + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
 
 
 _SET_TITLES = {"synthetic": "held-out synthetic voices (test split, festival left out)",
@@ -160,10 +168,19 @@ def _evaluation_lines(evaluation: dict | None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def _general_lm_line(beam_search: dict | None) -> str:
+    if not beam_search or "grid" not in beam_search:
+        return ""
+    return (f"- Default beam search (`beam_search=true`): `{beam_search['language_model']}`, beam "
+            f"{beam_search['beam_size']}, lm_weight {beam_search['lm_weight']}, word_score "
+            f"{beam_search['word_score']}, the best of {len(beam_search['grid'])} pairs on the validation split "
+            f"(WER {beam_search['wer']:.4f} there); `wer_lm` above is scored with it.\n")
+
+
 def _decoder_line(decoder: dict | None) -> str:
     if not decoder:
         return ""
-    return (f"- Beam search with the word bigram: lm_weight {decoder['lm_weight']}, word_score "
+    return (f"- Beam search with the word bigram of the training transcripts (when the card names no n-gram file): lm_weight {decoder['lm_weight']}, word_score "
             f"{decoder['word_score']}, the best of {len(decoder['grid'])} pairs on the validation split (WER "
             f"{decoder['wer']:.4f} there; the grid is in the JSON card).\n")
 
@@ -187,6 +204,9 @@ def install(name: str, path: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> Non
     for suffix in (".json", ".safetensors", ".lm.json"):
         if path.with_suffix(suffix).exists():
             shutil.copy(path.with_suffix(suffix), checkpoint_dir / f"{name}{suffix}")
+    general = (card.get("beam_search") or {}).get("language_model")
+    if general and (path.parent / general).resolve() != (checkpoint_dir / general).resolve():
+        shutil.copy(path.parent / general, checkpoint_dir / general)
     write_model_card(checkpoint_dir / f"{name}.md", card)
     print(f"installed {path} as {checkpoint_dir / name}.*")
 

@@ -238,6 +238,26 @@ def _flashlight_lm(model: WordLanguageModel, words: list[str]):
     return BigramLM()
 
 
+_KENLM: dict[tuple[str, int], object] = {}
+
+
+def _kenlm(path: Path, words: tuple[str, ...], lexicon_file: Path):
+    """flashlight's KenLM over ``path`` with the word indices of ``lexicon_file``, kept for the next decoder
+    over the same file and words: reading a large ARPA file takes seconds, and tuning builds many decoders that
+    differ only in their weights. The decoder derives the same word indices from the same lexicon."""
+    key = (str(path), hash(words))
+    if key not in _KENLM:
+        try:
+            from flashlight.lib.text.decoder.kenlm import KenLM
+        except ImportError:
+            from flashlight.lib.text.decoder import KenLM
+        from flashlight.lib.text.dictionary import create_word_dict, load_words
+
+        _KENLM.clear()  # one model at a time: each holds its whole n-gram table in memory
+        _KENLM[key] = KenLM(str(path), create_word_dict(load_words(str(lexicon_file))))
+    return _KENLM[key]
+
+
 class BeamSearchDecoder:
     """CTC beam search (torchaudio / flashlight-text) over the character vocabulary: lexicon-free, or over the
     words of ``language_model`` scored by it (``lm_weight`` times its log probability plus ``word_score`` per
@@ -284,7 +304,7 @@ class BeamSearchDecoder:
             lexicon_file, word_list = Path(folder, "lexicon.txt"), Path(folder, "words.txt")
             lexicon_file.write_text("".join(f"{w} {' '.join(w)} |\n" for w in words))
             if isinstance(language_model, NgramLanguageModel):
-                lm, lm_dict = str(language_model.path), None  # KenLM maps the lexicon's words by spelling
+                lm, lm_dict = _kenlm(language_model.path, tuple(words), lexicon_file), None
             else:
                 word_list.write_text("".join(f"{w}\n" for w in words) + "<unk>\n")
                 lm, lm_dict = _flashlight_lm(language_model, words), str(word_list)

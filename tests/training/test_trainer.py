@@ -16,6 +16,8 @@ import pytest
 import torch
 
 import model_zoo
+from model_zoo.nets.ctc import NgramLanguageModel
+from model_zoo.pipelines.asr import beam_decoder
 from training import trainer
 from training.__main__ import main as training_main
 from training.recipes import apply_overrides, get_recipe
@@ -93,6 +95,12 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
         assert [decoder["lm_weight"], decoder["word_score"], decoder["wer"]] in decoder["grid"]
         assert (model.language_model.lm_weight, model.language_model.word_score) == (
             decoder["lm_weight"], decoder["word_score"])
+        # ... and, by default, with the general-English n-gram, its weights tuned the same way, beside the card
+        general = model.card["beam_search"]
+        assert general["language_model"] == "english.arpa.gz" and general["beam_size"] == 64
+        assert len(general["grid"]) == 6 and general["wer"] == min(row[2] for row in general["grid"])
+        assert isinstance(beam_decoder(model).language_model, NgramLanguageModel)
+        assert beam_decoder(model).language_model.lm_weight == general["lm_weight"]
     # shipping: a smoke recipe is not the recipe behind the shipped model, so install refuses it
     with pytest.raises(SystemExit, match="not .*-synthetic"):
         install(task, path, checkpoint_dir=tmp_path)
@@ -104,6 +112,8 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     assert installed.card["scores"] == scores and (tmp_path / f"{task}.md").read_text().startswith(f"# `{task}`")
     assert "| festival, a synthesizer never trained on (test split) |" in (tmp_path / f"{task}.md").read_text()
     assert ("Beam search with the word bigram" in (tmp_path / f"{task}.md").read_text()) == (task == "asr")
+    assert ("Default beam search" in (tmp_path / f"{task}.md").read_text()) == (task == "asr")
+    assert (tmp_path / "english.arpa.gz").exists() == (task == "asr")  # installed beside the card that names it
 
 
 def test_resume_mid_epoch_matches_uninterrupted_run(corpora, tmp_path, monkeypatch):
