@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
 
 from .audio import RawFormat
@@ -47,7 +48,8 @@ class AudioForm(BaseModel):
 class TranscribeForm(AudioForm):
     model: str | None = Field(None, description="ASR model id (GET /v1/models); default: the first served.")
     word_timestamps: bool = Field(True, description="Include words with start, end and confidence.")
-    beam_search: bool = Field(False, description="CTC beam search instead of greedy decoding (slower).")
+    beam_search: bool = Field(DEFAULT_BEAM_SEARCH, description="CTC beam search with the model's language model; "
+                              "false: greedy decoding (a little faster, less accurate).")
     denoise: bool = Field(False, description="Run the denoiser first.")
     denoise_model: str | None = Field(None, description="Denoiser to use with denoise=true.")
 
@@ -63,6 +65,9 @@ class OpenAITranscriptionForm(AudioForm):
     language: str | None = None
     prompt: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=1.0)
+    # Our extension; the openai SDK sends it with extra_body={"beam_search": False}.
+    beam_search: bool = Field(DEFAULT_BEAM_SEARCH, description="CTC beam search with the model's language model; "
+                              "false: greedy decoding.")
     stream: bool = Field(False, description="Not supported yet: must be false.")
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
 
 __all__ = [
@@ -37,7 +38,7 @@ class SessionStart(_Message):
     encoding: Literal["pcm_s16le", "pcm_f32le"] = "pcm_s16le"
     interim_results: bool = Field(True, description="transcribe: send transcript.partial while audio arrives.")
     word_timestamps: bool = Field(True, description="transcribe: words with times in transcript.final.")
-    beam_search: bool = Field(False, description="transcribe: beam search for finals (partials stay greedy).")
+    beam_search: bool = Field(DEFAULT_BEAM_SEARCH, description="transcribe: beam search for finals (partials stay greedy).")
     keywords: list[str] | None = Field(None, description="keywords: only these (default: all of the model's).")
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="keywords: minimum probability of a detection.")
     hop: float = Field(DEFAULT_HOP_SECONDS, ge=0.05, le=1.0, description="keywords: seconds between one-second windows.")

@@ -37,31 +37,33 @@ def spread(count: int, available: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, available - 1, count)})
 
 
+def _write_clip(task: str, dataset, index: int, name: str, out: Path) -> Clip:
+    """Item ``index`` of ``dataset`` as ``out/NAME.wav`` with its reference (clean signal, transcript or label)."""
+    from model_zoo.vocab import KWS_LABELS
+    from training.corpus.tts import write_wav
+
+    audio, target = dataset[index]
+    clip = Clip(name, out / f"{name}.wav", len(audio) / SAMPLE_RATE)
+    write_wav(clip.wav, audio.numpy())
+    if task == "denoise":
+        info = dataset.pair_info(index)
+        # The reference at the WAV's scale: write_wav maps 1.0 to 32767 and read_wav divides by 32768.
+        clip.clean, clip.snr, clip.noise = target.numpy() * (32767 / 32768), float(info["snr"]), info["noise"]
+    elif task == "asr":
+        clip.transcript = target
+    else:
+        clip.label = KWS_LABELS[int(target)]
+    return clip
+
+
 def prepare_clips(task: str, root: Path, count: int, out: Path) -> list[Clip]:
     """Write ``count`` test items of ``task`` as WAVs into ``out`` and return them with their references."""
-    from model_zoo.vocab import KWS_LABELS
     from training.corpus import ASRCorpus, DenoiseCorpus, KWSCorpus
-    from training.corpus.tts import write_wav
 
     out.mkdir(parents=True, exist_ok=True)
     dataset = {"denoise": lambda: DenoiseCorpus(root, "test", segment_seconds=None),
                "asr": lambda: ASRCorpus(root, "test"), "kws": lambda: KWSCorpus(root, "test")}[task]()
-    clips = []
-    for index in spread(count, len(dataset)):
-        audio, target = dataset[index]
-        clip = Clip(f"{index:05d}", out / f"{index:05d}.wav", len(audio) / SAMPLE_RATE)
-        write_wav(clip.wav, audio.numpy())
-        if task == "denoise":
-            info = dataset.pair_info(index)
-            # The reference at the WAV's scale: write_wav maps 1.0 to 32767 and read_wav divides by 32768.
-            clip.clean, clip.snr, clip.noise = target.numpy() * (32767 / 32768), float(info["snr"]), info["noise"]
-        elif task == "asr":
-            clip.transcript = target
-        else:
-            clip.label = KWS_LABELS[int(target)]
-        clips.append(clip)
-    return clips
-
+    return [_write_clip(task, dataset, index, f"{index:05d}", out) for index in spread(count, len(dataset))]
 
 
 # --- real speech -----------------------------------------------------------------------------------------------
@@ -85,20 +87,8 @@ def real_dataset(task: str, root: Path = REAL_CACHE):
 def prepare_real_clips(task: str, count: int | None, out: Path, root: Path = REAL_CACHE) -> list[Clip]:
     """Write ``count`` (None: all) clips of the real-speech set for ``task`` as WAVs into ``out``, spread
     evenly over the set (sorted by prompt name), with their references, like :func:`prepare_clips`."""
-    from model_zoo.vocab import KWS_LABELS
-    from training.corpus.tts import write_wav
-
     out.mkdir(parents=True, exist_ok=True)
     dataset = real_dataset(task, root)
-    clips = []
-    for index in spread(len(dataset) if count is None else count, len(dataset)):
-        audio, target = dataset[index]
-        key = dataset.info(index)["key"].replace("/", "_")
-        clip = Clip(f"{index:05d}-{key}", out / f"{index:05d}-{key}.wav", len(audio) / SAMPLE_RATE)
-        write_wav(clip.wav, audio.numpy())
-        if task == "asr":
-            clip.transcript = target
-        else:
-            clip.label = KWS_LABELS[int(target)]
-        clips.append(clip)
-    return clips
+    names = {index: f"{index:05d}-{dataset.info(index)['key'].replace('/', '_')}"
+             for index in spread(len(dataset) if count is None else count, len(dataset))}
+    return [_write_clip(task, dataset, index, name, out) for index, name in names.items()]

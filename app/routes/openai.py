@@ -34,7 +34,7 @@ async def create_transcription(file: AudioUpload, form: Annotated[OpenAITranscri
         raise InvalidParameter("stream=true is not supported yet; use the default", param="stream")
     model = call.model(form.model, "asr")
     audio = await call.read(file, form)
-    transcript = await call.engine.transcribe(model, audio, beam_search=False, deadline=call.deadline(audio))
+    transcript = await call.engine.transcribe(model, audio, beam_search=form.beam_search, deadline=call.deadline(audio))
     call.observe("/v1/audio/transcriptions", audio)
 
     fmt = form.response_format

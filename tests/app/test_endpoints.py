@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from service_testkit import FORMATS, encoded, signal, wav_bytes
@@ -56,6 +58,25 @@ def test_transcribe_options_beam_search_and_denoise_first(client):
         r = client.post("/transcribe", files=upload(data), data=options)
         assert r.status_code == 200, (options, r.text)
         assert isinstance(r.json()["text"], str)
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "turn-on-the-lights.wav"
+
+
+def test_beam_search_is_the_default_decoding_on_both_transcription_endpoints(client):
+    """A sentence on which greedy decoding and beam search disagree, so ignoring the option cannot pass."""
+    data = SAMPLE.read_bytes()
+
+    def text(path: str, **options: str) -> str:
+        r = client.post(path, files=upload(data), data=options)
+        assert r.status_code == 200, r.text
+        return r.json()["text"]
+
+    beam, greedy = text("/transcribe", beam_search="true"), text("/transcribe", beam_search="false")
+    assert beam != greedy
+    assert text("/transcribe") == beam
+    assert text("/v1/audio/transcriptions", model="whisper-1") == beam
+    assert text("/v1/audio/transcriptions", model="whisper-1", beam_search="false") == greedy
 
 
 def test_long_clip_runs_chunk_by_chunk_like_one_call(client):
