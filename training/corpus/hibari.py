@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from .kokoro import RenderPlan, g2p, job_seed, phonemize, render_plan
+from .kokoro import RenderPlan, g2p, job_seed, per_process, phonemize, render_plan
 from .voices import NeuralSpeaker, Prosody
 
 __all__ = ["HIBARI_RATE", "HIBARI_PACKAGES", "hibari_available", "HibariEngine", "engine", "synthesize"]
@@ -58,15 +58,7 @@ class HibariEngine:
         return np.asarray(dsp.synth(lh, th, ln, lr, phi, f0 * np.float32(plan.f0_scale), rng), dtype=np.float32)
 
 
-_ENGINE: dict[int, HibariEngine] = {}
-
-
-def engine() -> HibariEngine:
-    pid = os.getpid()
-    if pid not in _ENGINE:
-        _ENGINE.clear()
-        _ENGINE[pid] = HibariEngine()
-    return _ENGINE[pid]
+engine = per_process(HibariEngine)
 
 
 def synthesize(text: str, speaker: NeuralSpeaker, prosody: Prosody = Prosody()) -> tuple[np.ndarray, int, list[str]]:

@@ -40,11 +40,15 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from .voices import KOKORO_STYLES, NeuralSpeaker, Prosody
+
+T = TypeVar("T")
 
 __all__ = [
     "KOKORO_RATE",
@@ -231,16 +235,22 @@ class KokoroEngine:
         return np.asarray(audio, dtype=np.float32).ravel()
 
 
-_ENGINE: dict[int, KokoroEngine] = {}
+def per_process(factory: Callable[[], T]) -> Callable[[], T]:
+    """A getter of this process's ``factory()``, built on first use: a forked corpus worker builds its own
+    engine rather than share its parent's session."""
+    built: dict[int, T] = {}
+
+    def get() -> T:
+        pid = os.getpid()
+        if pid not in built:
+            built.clear()
+            built[pid] = factory()
+        return built[pid]
+
+    return get
 
 
-def engine() -> KokoroEngine:
-    """This process's engine (about 2 s to build; a forked worker builds its own rather than share one)."""
-    pid = os.getpid()
-    if pid not in _ENGINE:
-        _ENGINE.clear()
-        _ENGINE[pid] = KokoroEngine()
-    return _ENGINE[pid]
+engine = per_process(KokoroEngine)  # about 2 s to build
 
 
 def synthesize(text: str, speaker: NeuralSpeaker, prosody: Prosody = Prosody()) -> tuple[np.ndarray, int, list[str]]:
