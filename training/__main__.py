@@ -30,7 +30,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 def _add_corpus(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("corpus", help="synthesize a KWS, ASR or denoising corpus from offline TTS engines",
                        description="Synthesize the dry utterances, the noise bank and corpus.json into --out "
-                                   "(emptied first). Deterministic for a given --seed and package versions.")
+                                   "(emptied first, unless it holds an interrupted build of the same corpus, which "
+                                   "resumes). Deterministic for a given --seed and package versions.")
     p.add_argument("task", choices=("kws", "asr", "denoise"))
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)

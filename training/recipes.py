@@ -72,7 +72,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            **_COMMON_SYNTH),
     Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", architecture={"dropout": 0.1}, steps=16000,
            batch_size=16, lr=3e-3, weight_decay=0.01, warmup_fraction=0.03, eval_every=4000, eval_batches=8,
-           corpus_size="16000,200,300", general_lm="english.arpa.gz",
+           corpus_size="7000,200,300", general_lm="english.arpa.gz",
            tolerance={"wer": 0.03, "cer": 0.02, "wer_lm": 0.03}, **_COMMON_SYNTH),
     # ---- CI smoke runs: a few steps on a tiny corpus ----
     Recipe(name="kws-smoke", task="kws", data_root="data/corpus-tiny/kws", steps=4, batch_size=4, eval_every=4,
