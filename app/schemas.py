@@ -55,8 +55,8 @@ class TranscribeForm(AudioForm):
 
 
 class OpenAITranscriptionForm(AudioForm):
-    """OpenAI's ``audio/transcriptions`` fields; ``language``, ``prompt``, ``temperature`` are accepted and
-    ignored (one English character model; CTC decoding has no sampling)."""
+    """OpenAI's ``audio/transcriptions`` fields; ``language`` must be ``en`` when given (one English model);
+    ``prompt`` and ``temperature`` are accepted and ignored (CTC decoding has no prompt and no sampling)."""
 
     model: str = Field("whisper-1", description="Model id; OpenAI names map to the default ASR model.")
     response_format: Literal["json", "text", "srt", "vtt", "verbose_json"] = "json"

@@ -18,6 +18,9 @@ from ..schemas import (OpenAISegment, OpenAITranscriptionForm, OpenAITranscripti
                        OpenAIWord)
 from . import AUDIO_ERRORS
 
+# ISO-639-1 codes OpenAI clients send; the one recognizer is English.
+SUPPORTED_LANGUAGES = ("en",)
+
 router = APIRouter(prefix="/v1/audio", tags=["openai"], dependencies=[Depends(require_api_key)],
                    responses=AUDIO_ERRORS)
 
@@ -32,6 +35,9 @@ async def create_transcription(file: AudioUpload, form: Annotated[OpenAITranscri
     """OpenAI ``audio.transcriptions.create``."""
     if form.stream:
         raise InvalidParameter("stream=true is not supported yet; use the default", param="stream")
+    if form.language is not None and form.language.lower() not in SUPPORTED_LANGUAGES:
+        raise InvalidParameter(f"language {form.language[:16]!r} is not supported; the recognizer is English only "
+                               f"(language=en)", code="unsupported_language", param="language")
     model = call.model(form.model, "asr")
     audio = await call.read(file, form)
     transcript = await call.engine.transcribe(model, audio, beam_search=form.beam_search, deadline=call.deadline(audio))

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..dependencies import get_engine, require_api_key, require_ops_key
+from ..dependencies import get_engine, get_settings, require_api_key, require_ops_key
 from ..errors import NotFound
 from ..schemas import ErrorOut, HealthOut, ModelList, ModelOut, ReadyOut
 from ..service import Engine
+from ..settings import Settings
 
 models_router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(require_api_key)],
                           responses={401: {"model": ErrorOut}})
@@ -33,10 +34,13 @@ async def list_models(request: Request, engine: Engine = Depends(get_engine)) ->
 
 @models_router.get("/{model_id}", response_model=ModelOut, response_model_exclude_none=True,
                    responses={404: {"model": ErrorOut}})
-async def get_model(model_id: str, request: Request, engine: Engine = Depends(get_engine)) -> ModelOut:
-    if model_id not in engine.cards:
-        raise NotFound(f"model {model_id!r} is not served", code="model_not_found", param="model_id")
-    return _model_out(model_id, engine.cards[model_id], request.app.state.started)
+async def get_model(model_id: str, request: Request, engine: Engine = Depends(get_engine),
+                    settings: Settings = Depends(get_settings)) -> ModelOut:
+    """A served model, or an alias clients send (``whisper-1``) under its own id, as POST accepts it."""
+    name = model_id if model_id in engine.cards else settings.model_aliases.get(model_id)
+    if name not in engine.cards:
+        raise NotFound(f"model {model_id[:64]!r} is not served", code="model_not_found", param="model_id")
+    return _model_out(model_id, engine.cards[name], request.app.state.started)
 
 
 @health_router.get("/health/live", response_model=HealthOut)

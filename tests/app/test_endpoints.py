@@ -38,6 +38,21 @@ def test_models_list_has_openai_shape_and_task_details(client):
     assert models["asr"]["task"] == "asr" and len(models["kws"]["labels"]) == 37
     assert client.get("/v1/models/kws").json()["task"] == "kws"
     assert client.get("/v1/models/nope").json()["error"]["code"] == "model_not_found"
+    # the names OpenAI clients send resolve on GET as they do on POST, under the id asked for
+    alias = client.get("/v1/models/whisper-1").json()
+    assert alias["id"] == "whisper-1" and alias["task"] == "asr" and alias["parameters"] == models["asr"]["parameters"]
+    # an absurd id is not echoed back whole
+    assert len(client.get("/v1/models/" + "x" * 5000).json()["error"]["message"]) < 200
+
+
+def test_openai_language_must_be_english(client):
+    data = wav_bytes(signal(0.5), 16000)
+    for language in ("en", "EN"):
+        r = client.post("/v1/audio/transcriptions", files=upload(data), data={"model": "whisper-1", "language": language})
+        assert r.status_code == 200, r.text
+    r = client.post("/v1/audio/transcriptions", files=upload(data), data={"model": "whisper-1", "language": "fr"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unsupported_language"
+    assert r.json()["error"]["param"] == "language" and "language=en" in r.json()["error"]["message"]
 
 
 def test_transcribe_returns_text_and_timed_words(client):
