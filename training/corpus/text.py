@@ -48,6 +48,8 @@ _KEYWORD_SOUNDALIKES = {"for", "fore", "to", "too", "ate", "won", "know", "write
                         "wrights", "knows", "nos", "tues", "bye"}
 # Inflections of a keyword contain the keyword's sound: a window on "stopped" may fairly call "stop".
 _KEYWORD_SUFFIXES = ("", "s", "es", "ed", "d", "ing", "er", "ers", "ly", "y", "th", "ty", "teen", "self")
+# Words whose audio is, or contains, a keyword: the keywords, their inflections and the soundalikes.
+_KEYWORD_SOUNDS = frozenset({k + s for k in SPEECH_COMMANDS_WORDS for s in _KEYWORD_SUFFIXES} | _KEYWORD_SOUNDALIKES)
 _UNKNOWN_CANDIDATES = 12_000  # the most frequent English words considered for ``_unknown_`` (wordfreq)
 
 
@@ -84,10 +86,8 @@ def unknown_word_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """
     from wordfreq import top_n_list
 
-    keywords = set(SPEECH_COMMANDS_WORDS)
-    inflections = {k + s for k in keywords for s in _KEYWORD_SUFFIXES}
     candidates = [w for w in top_n_list("en", _UNKNOWN_CANDIDATES)
-                  if re.fullmatch(r"[a-z]{2,14}", w) and w not in inflections and w not in _KEYWORD_SOUNDALIKES]
+                  if re.fullmatch(r"[a-z]{2,14}", w) and w not in _KEYWORD_SOUNDS]
     phonemes = _espeak_phonemes(list(SPEECH_COMMANDS_WORDS) + candidates)
     keyword_phonemes = phonemes[: len(SPEECH_COMMANDS_WORDS)]
     words, near = [], []
@@ -119,8 +119,7 @@ def split_unknown_words(seed: int, held_out_fraction: float = 0.2) -> tuple[list
 def keyword_free(text: str) -> bool:
     """Whether a sentence has no keyword, no inflection of one and no soundalike: any one-second window of it
     is ``_unknown_`` (running speech for the keyword spotter)."""
-    inflections = {k + s for k in SPEECH_COMMANDS_WORDS for s in _KEYWORD_SUFFIXES}
-    return not set(normalize_transcript(text).split()) & (inflections | _KEYWORD_SOUNDALIKES)
+    return not set(normalize_transcript(text).split()) & _KEYWORD_SOUNDS
 
 
 _ALLOWED = re.compile(r"^[A-Za-z ,.;:!?'\"-]+$")
