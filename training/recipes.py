@@ -42,6 +42,9 @@ class Recipe:
     seed: int = 0
     corpus_size: str = "full"  # size preset used when the synthetic corpus has to be built
     corpus_seed: int = 0
+    # The task whose synthetic corpus data_root holds ("" = this recipe's task). The denoiser trains on the
+    # recognizer's corpus: the same dry sentences and noise, synthesized once and shared.
+    corpus_task: str = ""
     tolerance: dict[str, float] = field(default_factory=dict)  # reproduce: allowed |score - card score|
     # The sets finish_run scores for the model card (training.evaluation); the smoke runs leave the real set to
     # its own tests, which score it on a small fake cache.
@@ -53,6 +56,11 @@ class Recipe:
     # Paper recipes on real data: subsets / splits.
     train_subsets: tuple[str, ...] = ()
     test_subsets: tuple[str, ...] = ()
+
+    @property
+    def corpus(self) -> str:
+        """The task of the synthetic corpus at ``data_root``."""
+        return self.corpus_task or self.task
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -66,10 +74,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=40000, batch_size=32, lr=5e-3,
            weight_decay=0.05, warmup_fraction=0.03, eval_every=5000, tolerance={"accuracy": 0.02},
            corpus_size="300,30,50", **_COMMON_SYNTH),
-    Recipe(name="denoise-synthetic", task="denoise", data_root="data/corpus/denoise", steps=32000, batch_size=8,
-           lr=3e-3, weight_decay=0.0, warmup_fraction=0.03, segment_seconds=1.0, eval_every=4000, eval_batches=8,
-           tolerance={"si_snr_improvement": 1.0, "pesq_improvement": 0.15}, corpus_size="4000,100,150",
-           **_COMMON_SYNTH),
+    Recipe(name="denoise-synthetic", task="denoise", data_root="data/corpus/asr", corpus_task="asr", steps=32000,
+           batch_size=8, lr=3e-3, weight_decay=0.0, warmup_fraction=0.03, segment_seconds=1.0, eval_every=4000,
+           eval_batches=8, tolerance={"si_snr_improvement": 1.0, "pesq_improvement": 0.15},
+           corpus_size="7000,200,300", **_COMMON_SYNTH),
     Recipe(name="asr-synthetic", task="asr", data_root="data/corpus/asr", architecture={"dropout": 0.1}, steps=16000,
            batch_size=16, lr=3e-3, weight_decay=0.01, warmup_fraction=0.03, eval_every=4000, eval_batches=8,
            corpus_size="7000,200,300", general_lm="english.arpa.gz",
@@ -77,7 +85,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # ---- CI smoke runs: a few steps on a tiny corpus ----
     Recipe(name="kws-smoke", task="kws", data_root="data/corpus-tiny/kws", steps=4, batch_size=4, eval_every=4,
            checkpoint_every=2, corpus_size="tiny", architecture={"channels": [4, 8, 8]}, **_SMOKE),
-    Recipe(name="denoise-smoke", task="denoise", data_root="data/corpus-tiny/denoise", steps=4, batch_size=2,
+    Recipe(name="denoise-smoke", task="denoise", data_root="data/corpus-tiny/asr", corpus_task="asr", steps=4, batch_size=2,
            eval_every=4, checkpoint_every=2, segment_seconds=0.5, corpus_size="tiny", eval_batches=2,
            architecture={"channels": [8], "filters": 8, "frame": 4}, **_SMOKE),
     Recipe(name="asr-smoke", task="asr", data_root="data/corpus-tiny/asr", size="tiny", steps=4, batch_size=2,

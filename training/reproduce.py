@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from model_zoo.checkpoint import CHECKPOINT_DIR, language_model_path, save
+from model_zoo.card import ModelCard, load_card
+from model_zoo.checkpoint import CHECKPOINT_DIR, card_for, language_model_path, save
 from model_zoo.pipelines.kws import DEFAULT_THRESHOLD
 
 from .recipes import SHIPPED, Recipe, get_recipe
@@ -27,13 +28,14 @@ def ensure_corpus(recipe: Recipe) -> dict:
     if not (root / "corpus.json").exists():
         from .corpus import build_corpus
 
-        build_corpus(recipe.task, root, seed=recipe.corpus_seed, size=recipe.corpus_size, workers=2,
+        build_corpus(recipe.corpus, root, seed=recipe.corpus_seed, size=recipe.corpus_size, workers=2,
                      progress=True, allow_missing=True if recipe.corpus_size == "tiny" else None)
     meta = json.loads((root / "corpus.json").read_text())
     from .corpus import parse_size
 
     # A recipe whose corpus size changed must not silently train on the old corpus left at its data_root.
-    wanted = {"task": recipe.task, "seed": recipe.corpus_seed, "requested": parse_size(recipe.task, recipe.corpus_size)[1]}
+    wanted = {"task": recipe.corpus, "seed": recipe.corpus_seed,
+              "requested": parse_size(recipe.corpus, recipe.corpus_size)[1]}
     found = {key: meta.get(key) for key in wanted}
     if found != wanted:
         raise SystemExit(f"the corpus at {root} was built as {found}, but recipe {recipe.name} asks for {wanted}; "
@@ -82,7 +84,9 @@ def finish_run(recipe: Recipe, summary: dict, run_dir: Path, meta: dict, name: s
             general = NgramLanguageModel(run_dir / recipe.general_lm)
             tuned = tune_decoder(model, valid, device, general, NGRAM_GRID, NGRAM_BEAM_SIZE)
             extra["beam_search"] = {"language_model": recipe.general_lm, "beam_size": NGRAM_BEAM_SIZE, **tuned}
-            model.card, model.card_dir = {"beam_search": extra["beam_search"]}, run_dir  # scored with it, too
+            # Scored with it, too: the beam search reads the card the checkpoint will have (the n-gram beside it).
+            model.card = card_for(model, name=name, task=recipe.task, beam_search=extra["beam_search"])
+            model.card_dir = run_dir
     scores = evaluate_model(model, recipe, datasets["test"], device)
     scores = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
     if recipe.data == "synthetic":
@@ -106,35 +110,37 @@ def _rounded(value):
     return round(value, 4) if isinstance(value, float) else value
 
 
-def compare_scores(scores: dict, card: dict) -> list[tuple[str, float, float, float, bool]]:
+def compare_scores(scores: dict, card: ModelCard) -> list[tuple[str, float, float, float, bool]]:
     """``(metric, ours, card's, tolerance, within)`` for every metric the card's tolerance names."""
     rows = []
-    for metric, tol in card.get("tolerance", {}).items():
-        want, got = card["scores"].get(metric, math.nan), scores.get(metric, math.nan)
+    for metric, tol in (card.tolerance or {}).items():
+        want, got = (card.scores or {}).get(metric, math.nan), scores.get(metric, math.nan)
         rows.append((metric, got, want, tol, abs(got - want) <= tol))
     return rows
 
 
-def write_model_card(path: Path, card: dict) -> None:
-    scores = "\n".join(f"| {k} | {v} |" for k, v in card["scores"].items())
-    recipe = card["recipe"]
-    path.with_suffix(".md").write_text(f"""# `{card['name']}`: {card['task']} model card
+def write_model_card(path: Path, card: ModelCard) -> None:
+    """The Markdown model card ``NAME.md`` of a finished run's card."""
+    scores = "\n".join(f"| {k} | {v} |" for k, v in card.scores.items())
+    recipe = card.recipe
+    path.with_suffix(".md").write_text(f"""# `{card.name}`: {card.task} model card
 
-- Task: {card['task']}; sample rate {card['sample_rate']} Hz; algorithmic latency
-  {card['algorithmic_latency_samples']} samples ({1000 * card['algorithmic_latency_samples'] / card['sample_rate']:.1f} ms).
-- Parameters: {card['parameters']:,}. Architecture: `{json.dumps(card['architecture'])}`.
-- Data: {card['data']}.
+- Task: {card.task}; sample rate {card.sample_rate} Hz; algorithmic latency
+  {card.algorithmic_latency_samples} samples ({1000 * card.algorithmic_latency_samples / card.sample_rate:.1f} ms).
+- Parameters: {card.parameters:,}. Architecture: `{json.dumps(card.architecture)}`.
+- Data: {card.data}.
 - Recipe: `{recipe['name']}` ({recipe['steps']} steps, batch {recipe['batch_size']}, lr {recipe['lr']}); reproduce
-  with `python -m training reproduce {card['name']}`.
-- Training time: {card['training_seconds'] / 60:.1f} min on this project's 2-core CPU machine.
-- Scores, measured on the {card['scored_on']}:
+  with `python -m training reproduce {card.name}`.
+- Training time: {card.training_seconds / 60:.1f} min on this project's 2-core CPU machine.
+- Scores, measured on the {card.scored_on}:
 
 | metric | value |
 |---|---|
 {scores}
 
-- Reproduction tolerance (absolute): `{json.dumps(card.get('tolerance', {}))}`.
-""" + _evaluation_lines(card.get("evaluation")) + _general_lm_line(card.get("beam_search")) + _decoder_line(card.get("decoder")) + (f"- Note: {card['note']}.\n" if card.get("note") else ""))
+- Reproduction tolerance (absolute): `{json.dumps(card.tolerance if card.tolerance is not None else {})}`.
+""" + _evaluation_lines(card.evaluation) + _general_lm_line(card.beam_search) + _decoder_line(card.decoder)
+        + (f"- Note: {card.note}.\n" if card.note else ""))
 
 
 _SET_TITLES = {"synthetic": "held-out synthetic voices (test split, festival left out)",
@@ -196,15 +202,15 @@ def install(name: str, path: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> Non
     card_path = path.with_suffix(".json")
     if not card_path.exists():
         raise SystemExit(f"no finished checkpoint at {card_path}: the run has not completed")
-    card = json.loads(card_path.read_text())
-    recipe_name = card.get("recipe", {}).get("name")
+    card = load_card(card_path)
+    recipe_name = (card.recipe or {}).get("name")
     if recipe_name != SHIPPED[name]:
         raise SystemExit(f"{card_path} was trained by recipe {recipe_name!r}, "
                          f"not {SHIPPED[name]!r}, the recipe behind shipped model {name!r}")
     for suffix in (".json", ".safetensors", ".lm.json"):
         if path.with_suffix(suffix).exists():
             shutil.copy(path.with_suffix(suffix), checkpoint_dir / f"{name}{suffix}")
-    general = (card.get("beam_search") or {}).get("language_model")
+    general = (card.beam_search or {}).get("language_model")
     if general and (path.parent / general).resolve() != (checkpoint_dir / general).resolve():
         shutil.copy(path.parent / general, checkpoint_dir / general)
     write_model_card(checkpoint_dir / f"{name}.md", card)
@@ -228,7 +234,7 @@ def reproduce(name: str, ship: bool = False, device: str = "auto", overrides: Re
     if not shipped.exists():
         print("no shipped card to compare with")
         return 0
-    rows = compare_scores(scores, json.loads(shipped.read_text()))
+    rows = compare_scores(scores, load_card(shipped))
     for metric, got, want, tol, ok in rows:
         print(f"{metric:24s} ours {got:.4f}  card {want:.4f}  tolerance {tol}  {'ok' if ok else 'OUTSIDE'}")
     return 0 if all(ok for *_, ok in rows) else 1

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("corpora")
-    for task in ("kws", "denoise", "asr"):
+    for task in ("kws", "asr"):  # the denoiser trains on the recognizer's corpus
         ensure_corpus(apply_overrides(get_recipe(f"{task}-smoke"), [f"data_root={base / task}"]))
     return base
 
@@ -44,16 +44,27 @@ def test_a_corpus_of_another_size_is_refused_not_reused(corpora):
 
 
 def smoke(task: str, corpora: Path, *extra: str):
-    return apply_overrides(get_recipe(f"{task}-smoke"), [f"data_root={corpora / task}", *extra])
+    recipe = get_recipe(f"{task}-smoke")
+    return apply_overrides(recipe, [f"data_root={corpora / recipe.corpus}", *extra])
 
 
-def check_evaluate_command(task: str, card: str, corpora: Path, test_scores: dict) -> None:
+def test_the_denoiser_reads_the_recognizers_corpus_and_the_spotter_does_not(corpora):
+    assert get_recipe("denoise-synthetic").corpus == "asr" == get_recipe("asr-synthetic").corpus
+    assert get_recipe("denoise-synthetic").data_root == get_recipe("asr-synthetic").data_root
+    data = build_datasets(smoke("denoise", corpora))
+    noisy, clean = data["train"][0]
+    assert noisy.shape == clean.shape and not torch.equal(noisy, clean)
+    with pytest.raises(ValueError, match="holds a 'asr' corpus"):
+        build_datasets(apply_overrides(get_recipe("kws-smoke"), [f"data_root={corpora / 'asr'}"]))
+
+
+def check_evaluate_command(task: str, card: str, data: Path, test_scores: dict) -> None:
     """``python -m training evaluate`` gives the test scores of the card; ``--threshold`` is for kws only, where
     at 1.0 no keyword is ever detected (softmax probabilities stay below 1)."""
     def evaluate(*extra: str) -> dict:
         output = io.StringIO()
         with contextlib.redirect_stdout(output):
-            assert training_main(["evaluate", card, "--data", str(corpora / task), "--device", "cpu", *extra]) == 0
+            assert training_main(["evaluate", card, "--data", str(data), "--device", "cpu", *extra]) == 0
         return json.loads(output.getvalue())
 
     assert evaluate()["scores"] == pytest.approx(test_scores, abs=1e-4, nan_ok=True)
@@ -76,7 +87,7 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     assert [x["step"] for x in lines] == list(range(1, recipe.steps + 1))
     assert all(torch.isfinite(torch.tensor(x["loss"])) for x in lines)
     assert "valid" in lines[-1]
-    meta = json.loads((corpora / task / "corpus.json").read_text())
+    meta = json.loads((Path(recipe.data_root) / "corpus.json").read_text())
     path, scores = finish_run(recipe, summary, tmp_path / "run", meta, task)
     model = model_zoo.load(str(path) + ".json")
     assert model.card["scores"] == scores and model.card["recipe"]["name"] == recipe.name
@@ -86,7 +97,7 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     assert set(sets) == {"synthetic", "festival"} and sets["synthetic"]["clips"] + sets["festival"]["clips"] == len(
         build_datasets(recipe)["test"])
     assert (model.card["evaluation"]["options"] == {"threshold": 0.5}) == (task == "kws")
-    check_evaluate_command(task, f"{path}.json", corpora, scores)
+    check_evaluate_command(task, f"{path}.json", Path(recipe.data_root), scores)
     if task == "asr":  # the recognizer ships its word language model and is also scored with it
         assert model.language_model is not None and {"wer_lm", "cer_lm"} <= set(scores)
         # ... with beam-search weights tuned on the validation split: the grid's best, kept in the LM file

@@ -42,6 +42,7 @@ class _Corpus(Dataset):
     per-item random generators."""
 
     task = ""
+    corpora: tuple[str, ...] = ()  # the corpus tasks this dataset reads (its own by default)
 
     def __init__(self, root: str | Path, split: str, seed: int = 0) -> None:
         if split not in SPLITS:
@@ -51,7 +52,7 @@ class _Corpus(Dataset):
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} not found: build it with `python -m training corpus {self.task} --out {root}`")
         self.meta = json.loads(meta_path.read_text())
-        if self.meta["task"] != self.task:
+        if self.meta["task"] not in (self.corpora or (self.task,)):
             raise ValueError(f"{root} holds a {self.meta['task']!r} corpus, not {self.task!r}")
         with open(self.root / "manifest.jsonl") as handle:
             self.rows = [r for r in map(json.loads, handle) if r["split"] == split]
@@ -154,6 +155,7 @@ class DenoiseCorpus(_Corpus):
     """
 
     task = "denoise"
+    corpora = ("denoise", "asr")  # the recognizer's sentences serve as clean speech too
 
     def __init__(self, root: str | Path, split: str, seed: int = 0, segment_seconds: float | None = 2.0) -> None:
         super().__init__(root, split, seed)
