@@ -1,0 +1,530 @@
+"""The Kubernetes manifests (docker/k8s) agree with the Kubernetes API and with the service.
+
+Every overlay is rendered (kustomize's semantics for the subset docker/k8s uses, in Python, so no binary is
+needed; where kubectl or kustomize is installed the rendering is compared with theirs) and each resource is
+validated offline and strictly against the API schemas of a fixed Kubernetes version (kubernetes-validate). Then
+the pieces are checked against the code: the probes ask routes the app has, the ConfigMap holds real settings
+that parse, the grace period covers the drain the server is started with, the image's user and health check
+start period match docker/Dockerfile. Every check is also run on a broken copy, to show it can fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "docker" / "k8s"
+DOCKERFILE = (ROOT / "docker" / "Dockerfile").read_text()
+COMPOSE = (ROOT / "docker" / "compose.yaml").read_text()
+
+# The schemas the manifests must satisfy (kubernetes-validate 1.37.0 ships 1.25 to 1.37). Nothing here needs an
+# API newer than autoscaling/v2 and policy/v1, so newer clusters accept the same files.
+KUBERNETES_VERSION = "1.32.0"
+OVERLAYS = ["gpu", "cpu", "gpu-prometheus"]
+# Custom resources kubernetes-validate has no schema for; checked by hand in consistency_problems.
+CUSTOM_KINDS = {"ServiceMonitor"}
+# Fixed by the image (docker/Dockerfile ENV): the probes and the Service rely on them.
+SET_BY_IMAGE = {"CENTAURUS_HOST", "CENTAURUS_PORT"}
+
+
+# ---- rendering ------------------------------------------------------------------------------------------------
+KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "components", "images", "patches"}
+
+
+def load_documents(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def build(directory: Path, accumulated: list[dict] | None = None) -> list[dict]:
+    """``kustomize build directory`` for what docker/k8s uses: resources, components, images and JSON 6902
+    patches with a kind/name target. Anything else raises, so that a manifest never silently renders wrong here.
+    Components get the resources accumulated so far, as in kustomize."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = set(kustomization) - KUSTOMIZATION_FIELDS
+    if unknown:
+        raise NotImplementedError(f"{directory}: {sorted(unknown)} (tests/test_k8s.py renders only "
+                                  f"{sorted(KUSTOMIZATION_FIELDS)})")
+    expected_kind = "Kustomization" if accumulated is None else "Component"
+    if kustomization.get("kind") != expected_kind:
+        raise ValueError(f"{directory}: kind {kustomization.get('kind')!r}, expected {expected_kind}")
+    resources = list(accumulated or [])
+    for entry in kustomization.get("resources", []):
+        path = directory / entry
+        resources += build(path) if path.is_dir() else load_documents(path)
+    for entry in kustomization.get("components", []):
+        resources = build(directory / entry, resources)
+    for patch in kustomization.get("patches", []):
+        apply_patch(directory, patch, resources)
+    for image in kustomization.get("images", []):
+        set_image(image, resources)
+    return resources
+
+
+def apply_patch(directory: Path, patch: dict, resources: list[dict]) -> None:
+    target = patch.get("target", {})
+    if set(patch) - {"target", "patch", "path"} or set(target) - {"kind", "name"} or not target:
+        raise NotImplementedError(f"patch {patch}: only JSON 6902 patches with a kind/name target")
+    operations = yaml.safe_load(patch["patch"] if "patch" in patch else (directory / patch["path"]).read_text())
+    if not isinstance(operations, list):
+        raise NotImplementedError(f"patch for {target}: strategic merge patches are not rendered here")
+    matched = [r for r in resources if all(r[k] == v if k == "kind" else r["metadata"][k] == v
+                                           for k, v in target.items())]
+    if not matched:
+        raise ValueError(f"patch target {target} matches no resource")
+    for resource in matched:
+        for operation in operations:
+            json_patch(resource, operation)
+
+
+def json_patch(document: dict, operation: dict) -> None:
+    """One RFC 6902 operation (add, replace, remove) applied in place."""
+    op, path = operation["op"], operation["path"]
+    if op not in ("add", "replace", "remove"):
+        raise NotImplementedError(f"JSON patch op {op!r}")
+    *parents, last = [part.replace("~1", "/").replace("~0", "~") for part in path.split("/")[1:]]
+    node = document
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    value = copy.deepcopy(operation.get("value"))
+    if isinstance(node, list):
+        index = len(node) if last == "-" else int(last)
+        if op == "add":
+            node.insert(index, value)
+        elif op == "replace":
+            node[index] = value
+        else:
+            del node[index]
+    else:
+        if op != "add" and last not in node:
+            raise KeyError(f"{op} {path}: no such member")
+        if op == "remove":
+            del node[last]
+        else:
+            node[last] = value
+
+
+def set_image(image: dict, resources: list[dict]) -> None:
+    if set(image) - {"name", "newName", "newTag"}:
+        raise NotImplementedError(f"image {image}: only name, newName and newTag")
+    for resource in resources:
+        for container in (pod_spec(resource) or {}).get("containers", []):
+            name, _, tag = container["image"].partition(":")
+            if name == image["name"]:
+                container["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}"
+
+
+def pod_spec(resource: dict) -> dict | None:
+    return resource.get("spec", {}).get("template", {}).get("spec") if resource["kind"] == "Deployment" else None
+
+
+def kustomize_binary() -> list[str] | None:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+def by_identity(resources: list[dict]) -> dict[tuple, dict]:
+    return {(r["apiVersion"], r["kind"], r["metadata"]["name"]): r for r in resources}
+
+
+def one(resources: list[dict], kind: str) -> dict:
+    found = [r for r in resources if r["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind}s"
+    return found[0]
+
+
+# ---- schema validation ----------------------------------------------------------------------------------------
+def schema_errors(resource: dict) -> str | None:
+    """The first schema error of ``resource`` (strict: unknown fields are errors), or None."""
+    try:
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        where = "/".join(map(str, err.absolute_path))
+        return f"{resource['kind']}/{resource['metadata']['name']} at {where or '/'}: {err.message}"
+    except kubernetes_validate.SchemaNotFoundError:
+        if resource["kind"] not in CUSTOM_KINDS:
+            raise
+    return None
+
+
+# ---- consistency with the service -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def app_routes():
+    """``GET path`` -> status, asked of the app itself (its lifespan not started, so no model loads): what a
+    probe or a scrape gets, 404 or 405 where the app has no such GET route."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    client = TestClient(create_app(Settings(device="cpu", worker_mode="thread", api_keys=[], ops_require_key=False)))
+    statuses: dict[str, int] = {}
+
+    def status(path: str) -> int:
+        if path not in statuses:
+            statuses[path] = client.get(path).status_code
+        return statuses[path]
+
+    return status
+
+
+def is_get_route(status: int) -> bool:
+    return status not in (404, 405)
+
+
+@pytest.fixture(scope="module")
+def metric_names() -> set[str]:
+    from app.http.metrics import Metrics
+
+    return {family.name for family in Metrics().registry.collect()}
+
+
+def container(deployment: dict) -> dict:
+    (found,) = deployment["spec"]["template"]["spec"]["containers"]
+    return found
+
+
+def probes(deployment: dict) -> dict[str, dict]:
+    c = container(deployment)
+    return {kind: c[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe") if kind in c}
+
+
+def consistency_problems(resources: list[dict], routes) -> list[str]:
+    """What in a rendered overlay disagrees with itself or with the service ([] when all agrees); ``routes``
+    maps a path to the status the app answers a GET of it with."""
+    problems: list[str] = []
+    deployment, service, config = (one(resources, k) for k in ("Deployment", "Service", "ConfigMap"))
+    spec = deployment["spec"]["template"]["spec"]
+    c = container(deployment)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+
+    def selects_pods(selector: dict, what: str) -> None:
+        if not selector or any(pod_labels.get(k) != v for k, v in selector.items()):
+            problems.append(f"{what} selector {selector} does not select the pods {pod_labels}")
+
+    selects_pods(deployment["spec"]["selector"]["matchLabels"], "Deployment")
+    selects_pods(service["spec"]["selector"], "Service")
+    selects_pods(one(resources, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], "PodDisruptionBudget")
+
+    # Ports: the image listens on CENTAURUS_PORT; probes and the Service reach it by the container port's name.
+    image_port = int(re.search(r"CENTAURUS_PORT=(\d+)", DOCKERFILE).group(1))
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    if list(ports.values()) != [image_port]:
+        problems.append(f"container ports {ports}, the image listens on {image_port} only")
+    for kind, probe in probes(deployment).items():
+        get = probe.get("httpGet")
+        if get is None:
+            continue
+        if get["port"] not in ports and get["port"] != image_port:
+            problems.append(f"{kind} port {get['port']!r} is not a container port")
+        if not is_get_route(routes(get["path"])):
+            problems.append(f"{kind} path {get['path']} is not a GET route of the app")
+    for port in service["spec"]["ports"]:
+        if port["targetPort"] not in ports and port["targetPort"] != image_port:
+            problems.append(f"Service targetPort {port['targetPort']!r} is not a container port")
+    if probes(deployment).get("readinessProbe", {}).get("httpGet", {}).get("path") != "/health/ready":
+        problems.append("readiness must be /health/ready (ready once every model is warm)")
+    if probes(deployment).get("livenessProbe", {}).get("httpGet", {}).get("path") != "/health/live":
+        problems.append("liveness must be /health/live (a pod still loading or busy is alive)")
+    # The startup probe covers at least the image's own health check start period (model load and warm-up).
+    start_period = int(re.search(r"--start-period=(\d+)s", DOCKERFILE).group(1))
+    startup = probes(deployment).get("startupProbe")
+    window = startup and startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
+    if not window or window < start_period:
+        problems.append(f"startupProbe allows {window} s, the image's start period is {start_period} s")
+
+    # Settings: the ConfigMap holds real CENTAURUS_* settings, never the keys nor what the image fixes.
+    settings = {f"CENTAURUS_{name.upper()}" for name in Settings.model_fields}
+    data = config.get("data", {})
+    for key in sorted(set(data) - settings):
+        problems.append(f"ConfigMap key {key} is not a setting of app/settings.py")
+    for key in sorted(set(data) & (SET_BY_IMAGE | {"CENTAURUS_API_KEYS"})):
+        problems.append(f"ConfigMap sets {key}, which belongs to the image or the Secret")
+    if [source.get("configMapRef", {}).get("name") for source in c.get("envFrom", [])] != [
+            config["metadata"]["name"]]:
+        problems.append("the container does not take its environment from the ConfigMap")
+    keys = [e for e in c.get("env", []) if e["name"] == "CENTAURUS_API_KEYS"]
+    if len(keys) != 1 or "secretKeyRef" not in keys[0].get("valueFrom", {}) or \
+            keys[0]["valueFrom"]["secretKeyRef"].get("optional"):
+        problems.append("CENTAURUS_API_KEYS must come from a required Secret")
+    if str(data.get("CENTAURUS_OPS_REQUIRE_KEY", "false")).lower() in ("true", "1", "yes", "on") and any(
+            "httpGet" in p for p in probes(deployment).values()):
+        problems.append("OPS_REQUIRE_KEY makes /health/* need a key, which httpGet probes cannot send")
+    if spec.get("enableServiceLinks", True):
+        problems.append("enableServiceLinks: Service variables like CENTAURUS_PORT=tcp://... would reach Settings")
+
+    # Security: the image's unprivileged user, no privilege, a read-only root with /tmp writable.
+    uid = int(re.search(r"useradd .*--uid (\d+)", DOCKERFILE).group(1))
+    pod_security, security = spec.get("securityContext", {}), c.get("securityContext", {})
+    if pod_security.get("runAsUser") != uid or not pod_security.get("runAsNonRoot"):
+        problems.append(f"pods must run as the image's user {uid}, non-root")
+    if security.get("allowPrivilegeEscalation") is not False or security.get("capabilities", {}).get(
+            "drop") != ["ALL"]:
+        problems.append("the container must drop every capability and forbid privilege escalation")
+    if security.get("readOnlyRootFilesystem") and "/tmp" not in {m["mountPath"] for m in c.get("volumeMounts", [])}:
+        problems.append("a read-only root needs a writable /tmp (uploads are spooled there)")
+
+    # Scaling: the autoscaler drives this Deployment; the budget leaves a pod serving.
+    hpa = one(resources, "HorizontalPodAutoscaler")
+    if hpa["spec"]["scaleTargetRef"] != {"apiVersion": "apps/v1", "kind": "Deployment",
+                                         "name": deployment["metadata"]["name"]}:
+        problems.append(f"HPA scales {hpa['spec']['scaleTargetRef']}, not the Deployment")
+    if "replicas" in deployment["spec"]:
+        problems.append("the Deployment sets replicas, which every apply would reset under the HPA")
+    if hpa["spec"].get("minReplicas", 1) < 2:
+        problems.append("minReplicas < 2: a drain or a disruption leaves no pod serving")
+    for monitor in (r for r in resources if r["kind"] == "ServiceMonitor"):
+        selects = monitor["spec"]["selector"]["matchLabels"]
+        if any(service["metadata"].get("labels", {}).get(k) != v for k, v in selects.items()):
+            problems.append(f"ServiceMonitor selects {selects}, not the Service's labels")
+        for endpoint in monitor["spec"]["endpoints"]:
+            if endpoint["port"] not in {p["name"] for p in service["spec"]["ports"]}:
+                problems.append(f"ServiceMonitor port {endpoint['port']!r} is not a Service port")
+            if not is_get_route(routes(endpoint.get("path", "/metrics"))):
+                problems.append(f"ServiceMonitor path {endpoint.get('path')} is not a GET route of the app")
+    return problems
+
+
+def drain_problems(deployment: dict, graceful_shutdown: float, pool_drain: float) -> list[str]:
+    """The grace period must cover preStop, then uvicorn's graceful shutdown, then the pool's drain."""
+    spec = deployment["spec"]["template"]["spec"]
+    command = container(deployment).get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if len(command) != 2 or command[0] != "sleep" or not command[1].isdigit() or int(command[1]) < 5:
+        return [f"preStop {command}: a sleep of at least 5 s lets endpoints and load balancers drop the pod"]
+    needed = int(command[1]) + graceful_shutdown + pool_drain + 10  # + stopping the worker processes
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if grace < needed:
+        return [f"terminationGracePeriodSeconds {grace} < preStop {command[1]} + graceful shutdown "
+                f"{graceful_shutdown} + pool drain {pool_drain} + 10"]
+    return []
+
+
+def server_start(monkeypatch, environment: dict[str, str]) -> tuple[Settings, dict]:
+    """Run ``centaurus-speech serve`` as the container would (the image's ENV, then the pod's), with uvicorn and
+    the app replaced: the settings the app gets and uvicorn's arguments."""
+    import uvicorn
+
+    import app.main
+    import model_zoo.runtime
+    from app import cli
+
+    for name in [n for n in os.environ if n.startswith("CENTAURUS_")]:
+        monkeypatch.delenv(name)
+    for name, value in re.findall(r"(CENTAURUS_[A-Z_]+)=(\S+)", DOCKERFILE):
+        monkeypatch.setenv(name, value)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, str(value))
+    seen: dict = {}
+    monkeypatch.setattr(app.main, "create_app", lambda settings: seen.setdefault("settings", settings))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.setdefault("uvicorn", kwargs))
+    monkeypatch.setattr(model_zoo.runtime, "keep_freed_memory", lambda: None)
+    assert cli.main(["serve"]) == 0
+    return seen["settings"], seen["uvicorn"]
+
+
+# ---- the tests ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    return {overlay: build(K8S / "overlays" / overlay) for overlay in OVERLAYS}
+
+
+def test_every_manifest_passes_the_kubernetes_schemas(rendered):
+    documents = [*(r for resources in rendered.values() for r in resources), *build(K8S / "base"),
+                 *load_documents(K8S / "secret.example.yaml")]
+    errors = [error for resource in documents if (error := schema_errors(resource))]
+    assert not errors, errors
+    kinds = {r["kind"] for r in documents}
+    assert {"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret",
+            "ServiceMonitor"} <= kinds
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda d: container(d).__setitem__("readinesProbe", container(d).pop("readinessProbe")), "readinesProbe"),
+    (lambda d: container(d)["ports"][0].__setitem__("containerPort", "eight thousand"), "eight thousand"),
+    (lambda d: d["spec"].pop("selector"), "'selector' is a required property"),
+    (lambda d: d["spec"]["template"]["spec"].__setitem__("terminationGracePeriod", 300), "terminationGracePeriod"),
+], ids=["misspelled field", "wrong type", "missing required field", "unknown field"])
+def test_schema_validation_rejects_a_broken_deployment(rendered, breakage, expected):
+    deployment = copy.deepcopy(one(rendered["gpu"], "Deployment"))
+    assert schema_errors(deployment) is None
+    breakage(deployment)
+    assert expected in (schema_errors(deployment) or "")
+
+
+def test_unknown_kinds_are_errors_except_the_known_custom_resources():
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        schema_errors({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rendering_here_matches_kustomize(overlay, rendered):
+    binary = kustomize_binary()
+    if binary is None:
+        pytest.skip("neither kustomize nor kubectl is installed")
+    output = subprocess.run([*binary, str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+                            timeout=120, check=True).stdout
+    assert by_identity(rendered[overlay]) == by_identity([d for d in yaml.safe_load_all(output) if d])
+
+
+def test_rendering_refuses_what_it_does_not_implement(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {A: a}\n")
+    (base / "kustomization.yaml").write_text("kind: Kustomization\nresources: [cm.yaml]\n")
+    assert build(base)[0]["data"] == {"A": "a"}
+    cases = {
+        "configMapGenerator": "configMapGenerator: [{name: x, literals: [A=b]}]",
+        "strategic merge": "patches: [{target: {kind: ConfigMap, name: c}, patch: 'data: {A: b}'}]",
+        "matches no resource": "patches: [{target: {kind: ConfigMap, name: nope}, patch: '[]'}]",
+        "no such member": "patches: [{target: {kind: ConfigMap, name: c}, "
+                          "patch: '[{op: replace, path: /data/B, value: b}]'}]",
+    }
+    for expected, text in cases.items():
+        overlay = tmp_path / "overlay"
+        overlay.mkdir(exist_ok=True)
+        (overlay / "kustomization.yaml").write_text(f"kind: Kustomization\nresources: [../base]\n{text}\n")
+        with pytest.raises((NotImplementedError, ValueError, KeyError), match=expected):
+            build(overlay)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_agrees_with_the_service(overlay, rendered, app_routes):
+    assert consistency_problems(rendered[overlay], app_routes) == []
+
+
+def test_probe_paths_answer_as_the_probes_expect(app_routes):
+    # Before the models are warm: alive (no restart) but not ready (no traffic); an unknown path is no route.
+    assert app_routes("/health/live") == 200
+    assert app_routes("/health/ready") == 503
+    assert app_routes("/metrics") == 200
+    assert not is_get_route(app_routes("/health/nope"))
+
+
+BREAKAGES = {
+    "probe path": (lambda r: probes(one(r, "Deployment"))["readinessProbe"]["httpGet"].__setitem__(
+        "path", "/healthz"), "readinessProbe path /healthz is not a GET route"),
+    "probe port": (lambda r: probes(one(r, "Deployment"))["livenessProbe"]["httpGet"].__setitem__("port", "web"),
+                   "livenessProbe port 'web'"),
+    "unknown setting": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_WORKERS", "2"),
+                        "CENTAURUS_WORKERS is not a setting"),
+    "keys in the ConfigMap": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_API_KEYS", "k"),
+                              "sets CENTAURUS_API_KEYS"),
+    "port in the ConfigMap": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_PORT", "9000"),
+                              "sets CENTAURUS_PORT"),
+    "ops key": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_OPS_REQUIRE_KEY", "true"),
+                "httpGet probes cannot send"),
+    "service selector": (lambda r: one(r, "Service")["spec"]["selector"].__setitem__("app", "other"),
+                         "Service selector"),
+    "root user": (lambda r: one(r, "Deployment")["spec"]["template"]["spec"]["securityContext"].__setitem__(
+        "runAsUser", 0), "image's user"),
+    "short startup": (lambda r: probes(one(r, "Deployment"))["startupProbe"].__setitem__("failureThreshold", 6),
+                      "startupProbe allows 30 s"),
+    "replicas": (lambda r: one(r, "Deployment")["spec"].__setitem__("replicas", 3), "sets replicas"),
+    "service links": (lambda r: one(r, "Deployment")["spec"]["template"]["spec"].pop("enableServiceLinks"),
+                      "enableServiceLinks"),
+    "servicemonitor path": (lambda r: one(r, "ServiceMonitor")["spec"]["endpoints"][0].__setitem__(
+        "path", "/prometheus"), "ServiceMonitor path /prometheus"),
+}
+
+
+@pytest.mark.parametrize("name", BREAKAGES)
+def test_consistency_checks_catch_a_broken_overlay(name, rendered, app_routes):
+    breakage, expected = BREAKAGES[name]
+    resources = copy.deepcopy(rendered["gpu-prometheus"])
+    breakage(resources)
+    problems = consistency_problems(resources, app_routes)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grace_period_covers_the_drain_the_server_starts_with(overlay, rendered, monkeypatch):
+    config = one(rendered[overlay], "ConfigMap")["data"]
+    settings, server = server_start(monkeypatch, {**config, "CENTAURUS_API_KEYS": "placeholder"})
+    # The ConfigMap parses as settings, and the server listens where the probes knock.
+    deployment = one(rendered[overlay], "Deployment")
+    assert (server["host"], server["port"]) == ("0.0.0.0", container(deployment)["ports"][0]["containerPort"])
+    assert settings.api_keys == ["placeholder"]
+    # On SIGTERM uvicorn waits timeout_graceful_shutdown for open requests, then the app's lifespan drains the
+    # pool for up to request_timeout_seconds (app/main.py: pool.close(timeout=...)).
+    graceful = server["timeout_graceful_shutdown"]
+    assert graceful > 0
+    assert drain_problems(deployment, graceful, settings.request_timeout_seconds) == []
+    # A longer request deadline in the ConfigMap without a longer grace period is caught.
+    longer = {**config, "CENTAURUS_REQUEST_TIMEOUT_SECONDS": "600", "CENTAURUS_API_KEYS": "placeholder"}
+    settings, server = server_start(monkeypatch, longer)
+    assert drain_problems(deployment, server["timeout_graceful_shutdown"], settings.request_timeout_seconds)
+
+
+def test_drain_check_needs_a_prestop_sleep(rendered):
+    deployment = copy.deepcopy(one(rendered["cpu"], "Deployment"))
+    assert drain_problems(deployment, 120, 120) == []
+    container(deployment)["lifecycle"]["preStop"]["exec"]["command"] = ["sleep", "1"]
+    assert drain_problems(deployment, 120, 120)
+    del container(deployment)["lifecycle"]
+    assert drain_problems(deployment, 120, 120)
+
+
+def test_gpu_overlay_asks_for_a_gpu_and_cpu_overlay_does_not(rendered):
+    compose_tags = dict(re.findall(r"^  (speech(?:-cpu)?):\n(?:    .*\n)*?    image: \$\{CENTAURUS_IMAGE:-"
+                                   r"centaurus-speech\}:(\w+)$", COMPOSE, re.M))
+    assert compose_tags == {"speech": "cuda", "speech-cpu": "cpu"}
+    for overlay in ("gpu", "gpu-prometheus"):
+        deployment = one(rendered[overlay], "Deployment")
+        assert container(deployment)["image"] == "centaurus-speech:cuda"
+        assert container(deployment)["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
+            deployment["spec"]["template"]["spec"]["tolerations"]
+        assert one(rendered[overlay], "ConfigMap")["data"]["CENTAURUS_DEVICE"] == "cuda"
+    deployment = one(rendered["cpu"], "Deployment")
+    resources = container(deployment)["resources"]
+    assert container(deployment)["image"] == "centaurus-speech:cpu"
+    assert "nvidia" not in yaml.safe_dump(rendered["cpu"])
+    config = one(rendered["cpu"], "ConfigMap")["data"]
+    assert config["CENTAURUS_DEVICE"] == "cpu"
+    # One worker per requested core: the default (0) would count the node's cores, not the pod's.
+    assert int(config["CENTAURUS_WORKERS_PER_DEVICE"]) == int(resources["requests"]["cpu"]) >= 1
+
+
+def test_optional_pieces_stay_optional(rendered):
+    base = build(K8S / "base")
+    assert {r["kind"] for r in base} == {"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
+                                        "PodDisruptionBudget"}
+    for overlay in ("gpu", "cpu"):
+        assert all(r["apiVersion"].split("/")[0] in ("v1", "apps", "autoscaling", "policy")
+                   for r in rendered[overlay]), "the plain overlays need no CRD"
+    hpa = one(rendered["gpu-prometheus"], "HorizontalPodAutoscaler")
+    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource", "Pods"]
+
+
+def test_queue_depth_metrics_are_the_services(metric_names):
+    component = yaml.safe_load((K8S / "components" / "hpa-queue-depth" / "kustomization.yaml").read_text())
+    used = set(re.findall(r"name: (centaurus_\w+)", yaml.safe_dump(component)))
+    adapter = (K8S / "components" / "hpa-queue-depth" / "prometheus-adapter-values.yaml").read_text()
+    used |= set(re.findall(r"(centaurus_\w+)", adapter))
+    assert {"centaurus_queue_depth", "centaurus_active_streams"} <= used
+    assert used <= metric_names, used - metric_names
+
+
+def test_example_secret_is_a_marked_placeholder_the_deployment_reads(rendered):
+    (secret,) = load_documents(K8S / "secret.example.yaml")
+    reference = next(e for e in container(one(rendered["cpu"], "Deployment"))["env"]
+                     if e["name"] == "CENTAURUS_API_KEYS")["valueFrom"]["secretKeyRef"]
+    assert secret["metadata"]["name"] == reference["name"]
+    assert list(secret["stringData"]) == [reference["key"]]
+    assert "REPLACE-ME" in secret["stringData"][reference["key"]]
+    assert "EXAMPLE ONLY" in (K8S / "secret.example.yaml").read_text()
+    # Never deployed by an overlay, so the placeholder can never become a working key.
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        assert "secret.example" not in re.sub(r"#.*", "", kustomization.read_text()), kustomization
