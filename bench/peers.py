@@ -111,7 +111,7 @@ def checkpoint_version(name: str) -> dict:
     card = read_card(name)
     return {"name": name, "commit": commit or "uncommitted",
             "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:12],
-            "training_steps": card.get("training_steps"), "card_scores": card.get("scores")}
+            "training_steps": card.training_steps, "card_scores": card.scores}
 
 
 def run_ours(task: str, clips: Sequence[Clip]) -> list[SystemRun]:

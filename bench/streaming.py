@@ -42,9 +42,10 @@ def load_network(task: str, untrained: bool = False) -> tuple[torch.nn.Module, s
     """The shipped checkpoint of ``task`` if one is listed (and not ``untrained``), else a randomly initialised
     network of the default size."""
     import model_zoo
+    from model_zoo.checkpoint import shipped_cards
     from model_zoo.nets import build_network
 
-    listed = {m["task"]: m["name"] for m in model_zoo.list_models()}
+    listed = {card.task: card.name for card in shipped_cards()}
     if task in listed and not untrained:
         try:
             return model_zoo.load(listed[task]).eval(), f"checkpoint {listed[task]}"

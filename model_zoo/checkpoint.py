@@ -1,7 +1,7 @@
 """Checkpoints: safetensors weights plus a JSON card, and the shipped models beside this file.
 
 A checkpoint ``NAME`` is ``NAME.safetensors`` (weights only: never pickle, so loading cannot run code) and
-``NAME.json``::
+``NAME.json``, its card (:class:`model_zoo.card.ModelCard`)::
 
     {"format": "centaurus-speech/1", "name": ..., "task": "kws" | "denoise" | "asr",
      "architecture": {...the network's config dataclass...}, "sample_rate": 16000,
@@ -25,15 +25,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .card import FORMAT, ModelCard, load_card
 from .nets import TASKS, parameter_count
 from .nets.ctc import WordLanguageModel
 
 __all__ = [
-    "CHECKPOINT_DIR", "CheckpointError", "FORMAT", "load", "save", "list_models", "read_card", "language_model_path",
+    "CHECKPOINT_DIR", "CheckpointError", "FORMAT", "ModelCard", "load", "save", "list_models", "read_card",
+    "shipped_cards", "card_for", "build_from_card", "language_model_path",
 ]
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
-FORMAT = "centaurus-speech/1"
 
 
 class CheckpointError(ValueError):
@@ -45,7 +46,7 @@ def _resolve(name_or_path: str | Path) -> tuple[Path, Path]:
     shipped = CHECKPOINT_DIR / f"{text}.json"
     if "/" not in text and "\\" not in text and not text.endswith((".json", ".safetensors")):
         if not shipped.exists():
-            known = ", ".join(m["name"] for m in list_models()) or "none"
+            known = ", ".join(card.name for card in shipped_cards()) or "none"
             raise CheckpointError(f"unknown model {text!r}; shipped models: {known}")
         return shipped, shipped.with_suffix(".safetensors")
     path = Path(text)
@@ -56,33 +57,38 @@ def _resolve(name_or_path: str | Path) -> tuple[Path, Path]:
     return card, weights
 
 
-def read_card(name_or_path: str | Path) -> dict[str, Any]:
-    """The JSON card of a checkpoint, validated."""
+def read_card(name_or_path: str | Path) -> ModelCard:
+    """The card of a checkpoint (a shipped name or a path), validated: our format, a known task, every field a
+    card must have."""
     card_path, _ = _resolve(name_or_path)
     try:
-        card = json.loads(card_path.read_text())
+        data = json.loads(card_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"cannot read checkpoint card {card_path}: {err}") from err
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
-        raise CheckpointError(f"{card_path} is not a {FORMAT} card (format: {card.get('format') if isinstance(card, dict) else None!r})")
-    if card.get("task") not in TASKS:
-        raise CheckpointError(f"{card_path}: unknown task {card.get('task')!r}; expected one of {sorted(TASKS)}")
-    return card
-
-
-def build_from_card(card: dict[str, Any]) -> nn.Module:
-    task = TASKS[card["task"]]
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{card_path} is not a {FORMAT} card (format: {data.get('format') if isinstance(data, dict) else None!r})")
+    if data.get("task") not in TASKS:
+        raise CheckpointError(f"{card_path}: unknown task {data.get('task')!r}; expected one of {sorted(TASKS)}")
     try:
-        config = task.config(**card["architecture"])
+        return ModelCard.from_dict(data)
+    except ValueError as err:
+        raise CheckpointError(f"{card_path}: {err}") from err
+
+
+def build_from_card(card: ModelCard) -> nn.Module:
+    """A freshly initialised network of the card's task and architecture."""
+    task = TASKS[card.task]
+    try:
+        config = task.config(**card.architecture)
         return task.network(config)
     except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {card.get('name')!r}: invalid architecture: {err}") from err
+        raise CheckpointError(f"checkpoint {card.name!r}: invalid architecture: {err}") from err
 
 
 def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """A shipped model by name (``kws``, ``denoise``, ``asr``) or a checkpoint by path, in eval mode on ``device``.
 
-    The card is attached as ``model.card``.
+    The card is attached as ``model.card`` (a :class:`~model_zoo.card.ModelCard`).
     """
     card = read_card(name_or_path)
     card_path, weights_path = _resolve(name_or_path)
@@ -97,7 +103,7 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
         raise CheckpointError(f"weights {weights_path} do not match the architecture in its card: {err}") from err
     model.card = card
     model.card_dir = card_path.parent  # files the card names (a language model) live beside it
-    if card["task"] == "asr":
+    if card.task == "asr":
         model.language_model = _load_language_model(_language_model_file(card_path))
     return model.to(device).eval()
 
@@ -120,39 +126,45 @@ def _load_language_model(path: Path) -> WordLanguageModel | None:
         raise CheckpointError(f"cannot read language model {path}: {err}") from err
 
 
-def save(model: nn.Module, path: str | Path, *, name: str, task: str, **card_fields: Any) -> Path:
-    """Write ``path.safetensors`` and ``path.json``; ``card_fields`` (recipe, scores, data, ...) go into the card."""
-    path = Path(path).with_suffix("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    config = dataclasses.asdict(model.config)
-    card = {
+def card_for(model: nn.Module, *, name: str, task: str, **card_fields: Any) -> ModelCard:
+    """The card of ``model`` as :func:`save` writes it: what the network says about itself (architecture,
+    sample rate, latency, parameters, labels or vocab), then ``card_fields`` (recipe, scores, data, ...)."""
+    return ModelCard.from_dict({
         "format": FORMAT,
         "name": name,
         "task": task,
-        "architecture": config,
+        "architecture": dataclasses.asdict(model.config),
         "sample_rate": model.config.sample_rate,
         "algorithmic_latency_samples": model.algorithmic_latency,
         "parameters": parameter_count(model),
         **({"labels": list(model.config.labels)} if task == "kws" else {}),
         **({"vocab": list(model.config.vocab)} if task == "asr" else {}),
         **card_fields,
-    }
+    })
+
+
+def save(model: nn.Module, path: str | Path, *, name: str, task: str, **card_fields: Any) -> Path:
+    """Write ``path.safetensors`` and ``path.json``; ``card_fields`` (recipe, scores, data, ...) go into the card
+    (:func:`card_for`)."""
+    path = Path(path).with_suffix("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card = card_for(model, name=name, task=task, **card_fields)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path.with_suffix(".safetensors")))
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    path.with_suffix(".json").write_text(card.to_json())
     return path
+
+
+def shipped_cards() -> list[ModelCard]:
+    """The cards of the shipped checkpoints (``model_zoo/checkpoints/*.json``), by file name."""
+    return [load_card(card_path) for card_path in sorted(CHECKPOINT_DIR.glob("*.json"))
+            if not card_path.name.endswith(".lm.json")]  # a recognizer's language model, not a card
 
 
 def list_models() -> list[dict[str, Any]]:
     """Shipped checkpoints: name, task, sample rate, streaming, algorithmic latency, parameters, scores."""
-    models = []
-    for card_path in sorted(CHECKPOINT_DIR.glob("*.json")):
-        if card_path.name.endswith(".lm.json"):  # a recognizer's language model, not a card
-            continue
-        card = json.loads(card_path.read_text())
-        models.append({
-            "name": card["name"], "task": card["task"], "sample_rate": card["sample_rate"], "streaming": True,
-            "algorithmic_latency_samples": card["algorithmic_latency_samples"], "parameters": card["parameters"],
-            "scores": card.get("scores", {}),
-        })
-    return models
+    return [{
+        "name": card.name, "task": card.task, "sample_rate": card.sample_rate, "streaming": True,
+        "algorithmic_latency_samples": card.algorithmic_latency_samples, "parameters": card.parameters,
+        "scores": card.scores if card.scores is not None else {},
+    } for card in shipped_cards()]

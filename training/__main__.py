@@ -1,7 +1,8 @@
 """Command line of the training package: ``python -m training <command> ...``.
 
-Each sub-command is one small ``_cmd_*`` function registered in :func:`build_parser`; ``corpus`` builds
-the synthetic corpora (``train``, ``evaluate`` and ``reproduce`` are to follow).
+Each sub-command is one small ``_cmd_*`` function registered in :func:`build_parser`: ``corpus`` (here) builds
+the synthetic corpora; ``train``, ``evaluate``, ``reproduce`` and ``ship`` live in :mod:`training.commands`.
+The word language model has its own command line, ``python -m training.lm``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ With an :class:`NgramLanguageModel` (an ARPA file, ``.arpa`` or ``.arpa.gz``, re
 flashlight-text; ``model_zoo/checkpoints/english.arpa.gz`` is a general-English 3-gram of about 73k words built
 by ``python -m training.lm build``) it searches over that model's words. A checkpoint card names one with
 ``"beam_search": {"language_model": "english.arpa.gz", "lm_weight": ..., "word_score": ..., "beam_size": ...}``
-(see :func:`decoder_from_card`).
+(:attr:`model_zoo.card.ModelCard.beam_search`; see :func:`decoder_from_card`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..vocab import ASR_VOCAB
+
+if TYPE_CHECKING:
+    from ..card import ModelCard
 
 __all__ = [
     "Word", "Transcript", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel", "NgramLanguageModel",
@@ -332,15 +336,16 @@ class BeamSearchDecoder:
         return _words(chars, frame_seconds, offset)
 
 
-def decoder_from_card(card: dict, directory: str | Path, word_model: WordLanguageModel | None = None,
+def decoder_from_card(card: ModelCard | None, directory: str | Path, word_model: WordLanguageModel | None = None,
                       **overrides) -> BeamSearchDecoder:
-    """The beam search a recognizer's card asks for. ``card["beam_search"]`` may name an n-gram file
+    """The beam search a recognizer's card asks for. ``card.beam_search`` may name an n-gram file
     (``"language_model"``, relative to ``directory``, the card's folder) with its ``lm_weight``,
     ``word_score``, ``beam_size``, ``beam_size_token``, ``beam_threshold`` and ``lexicon`` (a file there);
-    without one, the checkpoint's word bigram ``word_model`` when it has one, else lexicon-free search.
+    without one, the checkpoint's word bigram ``word_model`` when it has one, else lexicon-free search. No card
+    (a network not loaded from a checkpoint): the default vocabulary and no n-gram file.
     ``overrides`` (the constructor's keywords) win over the card."""
-    settings = dict(card.get("beam_search") or {})
-    vocab = tuple(card.get("vocab", ASR_VOCAB))
+    settings = dict((card.beam_search if card is not None else None) or {})
+    vocab = tuple(card.vocab if card is not None and card.vocab is not None else ASR_VOCAB)
     options = {k: settings[k] for k in ("beam_size", "beam_size_token", "beam_threshold") if k in settings}
     name = settings.get("language_model")
     if name:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..card import ModelCard
 from ..checkpoint import CHECKPOINT_DIR
 from ..nets.ctc import BeamSearchDecoder, decoder_from_card
 
@@ -22,14 +23,19 @@ __all__ = ["DEFAULT_BEAM_SEARCH", "beam_decoder", "ships_language_model"]
 DEFAULT_BEAM_SEARCH = True
 
 
+def _card(model: nn.Module) -> ModelCard | None:
+    """The card a loaded checkpoint carries (:func:`model_zoo.checkpoint.load`); None for a network built here."""
+    return getattr(model, "card", None)
+
+
 def ships_language_model(model: nn.Module) -> bool:
     """Whether the recognizer's beam search has a language model (an n-gram file or its word bigram)."""
-    card = getattr(model, "card", None) or {}
-    return bool((card.get("beam_search") or {}).get("language_model")) or getattr(model, "language_model", None) is not None
+    card = _card(model)
+    names_ngram = card is not None and bool((card.beam_search or {}).get("language_model"))
+    return names_ngram or getattr(model, "language_model", None) is not None
 
 
 def beam_decoder(model: nn.Module, **overrides) -> BeamSearchDecoder:
     """The beam search ``model`` ships with (see the module docstring); ``overrides`` go to the decoder."""
-    card = getattr(model, "card", None) or {}
-    return decoder_from_card(card, getattr(model, "card_dir", CHECKPOINT_DIR), getattr(model, "language_model", None),
-                             **overrides)
+    return decoder_from_card(_card(model), getattr(model, "card_dir", CHECKPOINT_DIR),
+                             getattr(model, "language_model", None), **overrides)

@@ -8,12 +8,11 @@ from torch import nn
 from .centaurus import SSMLayer
 from .liquid_s4 import LiquidS4Layer
 from .lssl import LSSLLayer
+from .sensitive import SENSITIVE_PARAMETERS
 
 __all__ = ["SSMLayer", "LSSLLayer", "LiquidS4Layer", "LAYER_TYPES", "build_layer", "SENSITIVE_PARAMETERS"]
 
 LAYER_TYPES: dict[str, type[nn.Module]] = {"centaurus": SSMLayer, "lssl": LSSLLayer, "liquid_s4": LiquidS4Layer}
-# Parameter names (last component) trained with a lower learning rate and no weight decay.
-SENSITIVE_PARAMETERS = ("a_real", "a_imag", "log_dt", "A")
 
 
 def build_layer(kind: str, in_channels: int, out_channels: int, state_dim: int, **options) -> nn.Module:

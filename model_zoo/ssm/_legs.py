@@ -27,12 +27,11 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .cache import DerivedCache
 from .fftconv import fft_length, irfft_time, rfft_time
+from .sensitive import SENSITIVE_PARAMETERS
 
 __all__ = ["legs_matrices", "bilinear", "krylov", "krylov_kernel", "LegSLayerBase", "SENSITIVE_PARAMETERS"]
-
-# Trained with a lower learning rate and no weight decay, as in the S4 family.
-SENSITIVE_PARAMETERS = ("log_dt", "A")
 
 _MAX_CACHED_LENGTHS = 8
 
@@ -106,8 +105,13 @@ class LegSLayerBase(nn.Module):
         a_init = legs_matrices(state_dim, torch.float64, torch.device("cpu"))[0]
         self.register_parameter("A", nn.Parameter(a_init.to(torch.get_default_dtype())) if learn_a else None)
         self.mixer = nn.Conv1d(in_channels, out_channels, 1, bias=bias)
-        self._ops_cache: dict[int, tuple[Tensor, ...]] = {}
-        self._ops_key: tuple | None = None
+        # The chunk operators per chunk length, while no gradient is wanted (model_zoo.ssm.cache).
+        self._ops_cache = DerivedCache(_MAX_CACHED_LENGTHS)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .half(), .cuda(): the cached operators would only hold the old copies alive (they rebuild anyway).
+        self._ops_cache.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     # ---- hooks for the subclasses ----------------------------------------------------------------------------
     def _input_matrix(self, bbar: Tensor) -> Tensor:
@@ -180,25 +184,19 @@ class LegSLayerBase(nn.Module):
         """For chunk length T: the spectrum of ``K[:T]`` (H, Q, F), ``C Abar^(t+1)`` as (H, N, T),
         ``Abar^(T-1-s) Bq[:, q]`` as (H, N, T Q) (column s Q + q) and ``Abar^T`` (H, N, N).
         Cached while no gradient is wanted and the parameters are unchanged."""
-        params = list(self.parameters())
-        cacheable = not (torch.is_grad_enabled() and any(p.requires_grad for p in params))
-        if cacheable:
-            key = (torch.is_inference_mode_enabled(), *((p.data_ptr(), p._version, p.dtype, p.device) for p in params))
-            if key != self._ops_key:
-                self._ops_cache, self._ops_key = {}, key
-            if length in self._ops_cache:
-                return self._ops_cache[length]
-        abar, bq = self.discretised()
-        cols, _ = krylov(abar, bq, length)  # Abar^s Bq: (H, N, T, Q)
-        k = torch.einsum("hn,hntq->hqt", self.C, cols)
-        free_rows, _ = krylov(abar.mT, (self.C[:, None, :] @ abar).mT, length)  # (C Abar^(t+1))^T
-        to_state = cols.flip(-2).flatten(-2).contiguous()
-        ops = (rfft_time(k, fft_length(length)), free_rows[..., 0], to_state, torch.linalg.matrix_power(abar, length))
-        if cacheable:
-            if len(self._ops_cache) >= _MAX_CACHED_LENGTHS:
-                self._ops_cache.pop(next(iter(self._ops_cache)))
-            self._ops_cache[length] = ops
-        return ops
+        def operators() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            abar, bq = self.discretised()
+            cols, _ = krylov(abar, bq, length)  # Abar^s Bq: (H, N, T, Q)
+            k = torch.einsum("hn,hntq->hqt", self.C, cols)
+            free_rows, _ = krylov(abar.mT, (self.C[:, None, :] @ abar).mT, length)  # (C Abar^(t+1))^T
+            to_state = cols.flip(-2).flatten(-2).contiguous()
+            return (rfft_time(k, fft_length(length)), free_rows[..., 0], to_state,
+                    torch.linalg.matrix_power(abar, length))
+
+        params = tuple(self.parameters())
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return operators()  # operators that carry gradients
+        return self._ops_cache.get(params, length, operators)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, state_dim={self.state_dim}, learn_a={self.learn_a}"

@@ -24,7 +24,7 @@ def test_round_trip(tmp_path, task, size):
     x = torch.randn(1, 4096)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    assert loaded.card["scores"] == {"x": 1.0} and loaded.card["task"] == task
+    assert loaded.card.scores == {"x": 1.0} and loaded.card.task == task
     assert not loaded.training
 
 
@@ -57,7 +57,7 @@ def test_shipped_models_load_and_are_listed():
     listed = {m["name"]: m for m in model_zoo.list_models()}
     for name in listed:
         model = model_zoo.load(name)
-        assert model.card["name"] == name
+        assert model.card.name == name
         assert listed[name]["algorithmic_latency_samples"] == model.algorithmic_latency
 
 

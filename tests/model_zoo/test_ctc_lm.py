@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import gzip
 import math
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from model_zoo.checkpoint import read_card
 from model_zoo.nets.ctc import (
     BeamSearchDecoder, NgramLanguageModel, WordLanguageModel, arpa_unigrams, decoder_from_card,
 )
@@ -156,19 +158,21 @@ def test_lexicon_option_restricts_the_words(tmp_path):
 
 def test_card_names_the_language_model(tmp_path):
     _arpa(tmp_path, TEXT, "english.arpa.gz")
-    card = {"vocab": list(ASR_VOCAB), "beam_search": {"language_model": "english.arpa.gz", "lm_weight": 0.7,
-                                                      "word_score": 0.5, "beam_size": 16}}
+    shipped = dataclasses.replace(read_card("asr"), vocab=ASR_VOCAB, beam_search=None)
+    card = dataclasses.replace(shipped, beam_search={"language_model": "english.arpa.gz", "lm_weight": 0.7,
+                                                     "word_score": 0.5, "beam_size": 16})
     bigram = WordLanguageModel.from_transcripts(["the cat ran"])
     decoder = decoder_from_card(card, tmp_path, word_model=bigram)
     assert isinstance(decoder.language_model, NgramLanguageModel)
     assert decoder.language_model.lm_weight == 0.7 and decoder.language_model.word_score == 0.5
     assert decoder(_emissions(_spell("the zebra ran")), 0.03).text == "the zebra ran"
-    # Without the entry: the checkpoint's bigram, as before.
-    old = decoder_from_card({"vocab": list(ASR_VOCAB)}, tmp_path, word_model=bigram)
-    assert old.language_model is bigram
-    assert old(_emissions(_spell("the cat ran")), 0.03).text == "the cat ran"
+    # Without the entry: the checkpoint's bigram, as before; without a card, the default vocabulary.
+    for old in (decoder_from_card(shipped, tmp_path, word_model=bigram),
+                decoder_from_card(None, tmp_path, word_model=bigram)):
+        assert old.language_model is bigram
+        assert old(_emissions(_spell("the cat ran")), 0.03).text == "the cat ran"
     with pytest.raises(FileNotFoundError):
-        decoder_from_card({"beam_search": {"language_model": "missing.arpa"}}, tmp_path)
+        decoder_from_card(dataclasses.replace(shipped, beam_search={"language_model": "missing.arpa"}), tmp_path)
 
 
 def test_bigram_and_lexicon_free_paths_still_work():
