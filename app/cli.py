@@ -73,7 +73,7 @@ def _stream(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from .stream_client import StreamOptions, stream_file
+    from .streaming.client import StreamOptions, stream_file
 
     options = StreamOptions(task=args.task, url=args.url, api_key=args.api_key or os.environ.get("CENTAURUS_API_KEY"),
                             model=args.model, chunk_ms=args.chunk_ms, speed=args.speed, partials=args.partials,

@@ -20,16 +20,16 @@ from model_zoo import list_models
 from model_zoo.checkpoint import read_card
 
 from . import __version__
-from .audio import warm_up
+from .audio.warmup import warm_up
+from .engine import Engine
 from .errors import install_handlers
-from .limits import UploadLimitMiddleware
-from .metrics import Metrics, MetricsMiddleware
-from .pool import Pool, PoolConfig, plan_devices
-from .redaction import redact_server_logs
-from .routes import demo, denoise, keywords, openai, ops, stream, transcribe
-from .service import Engine
+from .execution.pool import Pool, PoolConfig, plan_devices
+from .http.limits import UploadLimitMiddleware
+from .http.metrics import Metrics, MetricsMiddleware
+from .http.redaction import redact_server_logs
+from .http.routes import demo, denoise, keywords, openai, ops, stream, transcribe
 from .settings import Settings
-from .streaming import StreamRegistry
+from .streaming.live import StreamRegistry
 
 __all__ = ["create_app", "served_models"]
 

@@ -55,6 +55,31 @@ def draw_batches(recipe, count: int) -> tuple[list, float]:
     return batches, (time.perf_counter() - started) / count
 
 
+def random_batches(recipe, count: int, seconds: float) -> list:
+    """Batches of the recipe's shapes filled with noise (timing only; for when its corpus is not built): KWS one
+    second per item, denoise ``segment_seconds`` crops, ASR ``seconds`` per utterance with 12 letters a second."""
+    generator = torch.Generator().manual_seed(recipe.seed)
+    size = recipe.batch_size
+    batches = []
+    for _ in range(count):
+        if recipe.task == "kws":
+            batches.append((0.1 * torch.randn(size, 16000, generator=generator),
+                            torch.randint(0, 37, (size,), generator=generator)))
+        elif recipe.task == "denoise":
+            length = round(recipe.segment_seconds * 16000 / 256) * 256
+            clean = 0.1 * torch.randn(size, length, generator=generator)
+            batches.append((clean + 0.05 * torch.randn(size, length, generator=generator),
+                            torch.full((size,), length), clean))
+        else:
+            length = int(seconds * 16000)
+            letters = "abcdefghijklmnopqrstuvwxyz "
+            texts = ["".join(letters[i] for i in torch.randint(0, 27, (int(12 * seconds),), generator=generator))
+                     for _ in range(size)]
+            batches.append((0.1 * torch.randn(size, length, generator=generator), torch.full((size,), length),
+                            [" ".join(t.split()) or "a" for t in texts]))
+    return batches
+
+
 def time_variant(recipe, variant: str, batches: list, warmup: int, steps: int) -> dict:
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(2 if variant == "threads2" else 1)
@@ -98,13 +123,19 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--random", type=float, default=None, metavar="SECONDS",
+                        help="time on noise batches of the recipe's shapes (ASR utterances of SECONDS) instead of "
+                             "its corpus")
     args = parser.parse_args()
     os.chdir(ROOT)
     recipe = RECIPES[args.recipe]
     torch.set_num_threads(1)
-    batches, load_seconds = draw_batches(recipe, args.batches)
-    print(f"{recipe.name}: batch {recipe.batch_size}; data loader {load_seconds:.3f} s per batch (one process); "
-          f"load average {os.getloadavg()[0]:.2f}")
+    if args.random is None:
+        batches, load_seconds = draw_batches(recipe, args.batches)
+    else:
+        batches, load_seconds = random_batches(recipe, args.batches, args.random), None
+    loading = "noise batches" if load_seconds is None else f"data loader {load_seconds:.3f} s per batch (one process)"
+    print(f"{recipe.name}: batch {recipe.batch_size}; {loading}; load average {os.getloadavg()[0]:.2f}")
     results = []
     for variant in args.variants.split(","):
         if variant not in VARIANTS:
@@ -116,7 +147,7 @@ def main() -> None:
         gain = f"{r['steps_per_s'] / base:.2f}x" if base else "-"
         print(f"{r['variant']:<10} {r['steps_per_s']:>8.3f} {r['cpu_s_per_step']:>10.3f} {gain:>9} "
               f"{r['first_loss']:>7.3f}/{r['last_loss']:<7.3f}")
-    print(json.dumps({"recipe": recipe.name, "batch_size": recipe.batch_size, "loader_s_per_batch": round(load_seconds, 4),
+    print(json.dumps({"recipe": recipe.name, "batch_size": recipe.batch_size, "loader_s_per_batch": load_seconds and round(load_seconds, 4),
                       "load_average": os.getloadavg()[0], "results": results}))
 
 

@@ -24,6 +24,9 @@ from model_zoo.nets import build_network
 from model_zoo.nets.blocks import LayerSpec
 from model_zoo.nets.ctc import WordLanguageModel
 
+# A spoken sentence on which greedy decoding and beam search disagree (with the tiny models too).
+SPEECH_SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "turn-on-the-lights.wav"
+
 # ffmpeg arguments per container, as a browser or phone would produce them.
 FORMATS = {
     "wav": ["-c:a", "pcm_s16le"],

@@ -26,7 +26,7 @@ from websockets.sync.client import connect
 import model_zoo
 import model_zoo.checkpoint
 from app.main import create_app
-from app.redaction import redact
+from app.http.redaction import redact
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-test-7f3a9c0d5e"

@@ -1,0 +1,288 @@
+"""What a worker does with each kind of model: batched calls on whole clips, and streaming sessions.
+
+A runner wraps one loaded network. ``forward`` takes several requests' rows at once, pads them at the end to
+the longest (all networks are causal, so end padding never changes earlier outputs), calls the network once
+and crops each output back. Sessions keep a model state per caller; ``step`` advances many sessions in one
+call by stacking their states (see :mod:`app.execution.states`). No model math lives here: the networks and
+``model_zoo``'s decoders do the work, this only batches, crops and converts.
+
+Everything returned is plain Python / numpy so it crosses a process pipe cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model_zoo.nets.ctc import BeamSearchDecoder, Transcript, greedy_decode
+from model_zoo.pipelines.asr import beam_decoder
+from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS
+
+from . import states as state_tree
+
+__all__ = ["Runner", "AsrRunner", "DenoiseRunner", "KwsRunner", "WorkerSession", "KeywordSession",
+           "make_runner"]
+
+
+@dataclass
+class WorkerSession:
+    """One caller's stream as its worker holds it: the model state and whatever the final answer needs.
+
+    ``options["live"]`` marks a websocket stream: each step returns its own results (denoised audio, a partial
+    transcript, window scores) instead of keeping everything for the end, so a live stream's memory stays
+    bounded however long it runs. Long uploads leave it unset and collect the whole result at ``finish``.
+    """
+
+    options: dict[str, Any]
+    state: Any
+    outputs: list[np.ndarray] = field(default_factory=list)
+    samples: int = 0
+    emitted: int = 0  # output samples already returned (live denoising)
+    segment_start: int = 0  # first output frame of the current segment (live transcription)
+
+    @property
+    def live(self) -> bool:
+        return bool(self.options.get("live"))
+
+
+class Runner:
+    """Base: padding, batching and session bookkeeping shared by the three tasks."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.card: dict[str, Any] = model.card
+
+    @property
+    def pad_multiple(self) -> int:
+        return 1
+
+    # ---- whole clips ------------------------------------------------------------------------------------------
+    def forward(self, items: list[tuple[np.ndarray, dict]]) -> list[Any]:
+        """``items``: ``(rows (R_i, L_i) float32, options)`` -> one result per item."""
+        rows = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a, _ in items]
+        lengths = [r.shape[-1] for r in rows for _ in range(r.shape[0])]
+        longest = max(lengths)
+        longest += -longest % self.pad_multiple
+        batch = torch.cat([F.pad(r, (0, longest - r.shape[-1])) for r in rows]).to(self.device)
+        with torch.inference_mode():
+            outputs = self.call(batch)
+        results, start = [], 0
+        for (_, options), r in zip(items, rows):
+            count = r.shape[0]
+            results.append(self.finish_rows(outputs[start:start + count], lengths[start:start + count], options))
+            start += count
+        return results
+
+    def call(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
+
+    def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> Any:
+        raise NotImplementedError
+
+    # ---- sessions ---------------------------------------------------------------------------------------------
+    def open(self, options: dict) -> WorkerSession:
+        return WorkerSession(options=options, state=self.model.init_state(1, device=self.device))
+
+    @property
+    def stream_quantum(self) -> int:
+        """Samples per output frame: sessions that always step multiples of it keep states of equal shapes
+        (partly filled frames are part of the state), so they can share one batched call."""
+        return 1
+
+    def stream_info(self) -> dict[str, int]:
+        """What a live client is told when its session opens."""
+        return {"quantum": self.stream_quantum, "latency": int(self.model.algorithmic_latency)}
+
+    def segment(self, session: WorkerSession) -> Any:
+        """End of a segment (``input.flush``): the result so far; the stream itself goes on unchanged."""
+        return None
+
+    def step(self, sessions: list[WorkerSession], chunks: list[np.ndarray]) -> list[Any]:
+        """Advance every session by its chunk ``(T,)``; sessions with equal chunk length and state signature
+        share one network call."""
+        results: list[Any] = [None] * len(sessions)
+        groups: dict[Any, list[int]] = {}
+        for i, (session, chunk) in enumerate(zip(sessions, chunks)):
+            groups.setdefault((len(chunk), state_tree.signature(session.state)), []).append(i)
+        for members in groups.values():
+            batch = torch.from_numpy(np.stack([chunks[i] for i in members]).astype(np.float32)).to(self.device)
+            stacked = state_tree.stack([sessions[i].state for i in members])
+            with torch.inference_mode():
+                output, new_state = self.model.step(batch, stacked)
+            for j, (i, s) in enumerate(zip(members, state_tree.split(new_state, [1] * len(members)))):
+                sessions[i].state = s
+                sessions[i].samples += len(chunks[i])
+                results[i] = self.on_step(sessions[i], output[j])
+        return results
+
+    def on_step(self, session: WorkerSession, output: torch.Tensor) -> Any:
+        """What a step returns to the caller (a streaming partial); long-file callers ignore it."""
+        session.outputs.append(output.float().cpu().numpy())
+        return None
+
+    def finish(self, session: WorkerSession) -> Any:
+        raise NotImplementedError
+
+    def warmup(self) -> None:
+        """One call on a second of silence, so the first request does not pay for lazy initialisation."""
+        rate = int(self.card["sample_rate"])
+        self.forward([(np.zeros((1, rate), np.float32), {})])
+
+
+class AsrRunner(Runner):
+    """CTC recognizer: logits per clip, decoded here (greedy or beam) with word times."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        super().__init__(model, device)
+        self.vocab = tuple(self.card["vocab"])
+        self._beam: BeamSearchDecoder | None = None
+
+    def decode(self, logits: torch.Tensor, options: dict) -> Transcript:
+        """``logits (vocab, frames)``; options: ``beam_search``, ``offset`` (seconds added to word times)."""
+        offset = float(options.get("offset", 0.0))
+        if options.get("beam_search"):
+            if self._beam is None:  # built on first use: flashlight's decoder is not free to construct
+                self._beam = beam_decoder(self.model)
+            return self._beam(logits, self.model.frame_seconds, offset=offset)
+        return greedy_decode(logits, self.model.frame_seconds, vocab=self.vocab, offset=offset)
+
+    def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> Transcript:
+        frames = self.model.output_lengths(torch.tensor(lengths))
+        return self.decode(outputs[0, :, : int(frames[0])].cpu(), options)
+
+    @property
+    def stream_quantum(self) -> int:
+        return int(round(self.model.frame_seconds * int(self.card["sample_rate"])))
+
+    def _segment_logits(self, session: WorkerSession) -> torch.Tensor:
+        if not session.outputs:
+            return torch.zeros(len(self.vocab), 0)
+        if len(session.outputs) > 1:  # keep one array, so each partial does not concatenate the segment again
+            session.outputs[:] = [np.concatenate(session.outputs, axis=-1)]
+        return torch.from_numpy(session.outputs[0])
+
+    def _segment_options(self, session: WorkerSession) -> dict:
+        return {**session.options, "offset": session.segment_start * self.model.frame_seconds}
+
+    def on_step(self, session: WorkerSession, output: torch.Tensor) -> Transcript | None:
+        super().on_step(session, output)
+        if not (session.live and session.options.get("interim_results", True)) or output.shape[-1] == 0:
+            return None
+        # Partials are greedy whatever the final decoder: cheap, and stable enough to show while speaking.
+        return greedy_decode(self._segment_logits(session), self.model.frame_seconds, vocab=self.vocab,
+                             offset=session.segment_start * self.model.frame_seconds)
+
+    def segment(self, session: WorkerSession) -> Transcript:
+        logits = self._segment_logits(session)
+        transcript = self.decode(logits, self._segment_options(session))
+        session.segment_start += logits.shape[-1]
+        session.outputs.clear()
+        return transcript
+
+    def finish(self, session: WorkerSession) -> Transcript:
+        return self.segment(session)
+
+
+class DenoiseRunner(Runner):
+    """Waveform enhancer: same length out as in; sessions flush the last partial block at the end."""
+
+    @property
+    def pad_multiple(self) -> int:
+        return int(self.model.block_length)
+
+    def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> np.ndarray:
+        return outputs[0, : lengths[0]].float().cpu().numpy()
+
+    @property
+    def stream_quantum(self) -> int:
+        return int(self.model.block_length)
+
+    def on_step(self, session: WorkerSession, output: torch.Tensor) -> np.ndarray | None:
+        if not session.live:
+            return super().on_step(session, output)
+        audio = output.float().cpu().numpy()
+        session.emitted += len(audio)
+        return audio
+
+    def finish(self, session: WorkerSession) -> np.ndarray:
+        """Whole output (long uploads) or, for a live stream, the rest: as many samples in total as went in."""
+        with torch.inference_mode():
+            tail, session.state = self.model.flush(session.state)
+        parts = session.outputs + [tail[0].float().cpu().numpy()]
+        return np.concatenate(parts)[: session.samples - session.emitted]
+
+
+@dataclass
+class KeywordSession:
+    """A live keyword session: the last window of audio, and where the next window starts.
+
+    The classifier was trained on one-second clips, so a stream is scored exactly as ``POST /keywords`` scores a
+    file: windows of ``window`` samples every ``hop`` samples. The state is the audio of the current window.
+    """
+
+    window: int
+    hop: int
+    history: np.ndarray  # the last ``window`` samples (fewer at the start)
+    samples: int = 0  # samples received so far
+    next_start: int = 0  # first sample of the next window to score
+    last_start: int | None = None  # first sample of the last window scored
+
+
+class KwsRunner(Runner):
+    """Keyword classifier: every row (a window) -> class probabilities ``(rows, classes)``.
+
+    Live sessions keep the window's audio and score every complete window; the windows of all sessions stepped
+    together go through the network as one batch.
+    """
+
+    def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> np.ndarray:
+        return outputs.float().softmax(dim=-1).cpu().numpy()
+
+    def open(self, options: dict) -> KeywordSession:
+        rate = int(self.card["sample_rate"])
+        hop = max(1, int(round(float(options.get("hop", DEFAULT_HOP_SECONDS)) * rate)))
+        return KeywordSession(window=rate, hop=hop, history=np.zeros(0, np.float32))
+
+    def step(self, sessions: list[KeywordSession], chunks: list[np.ndarray]) -> list[list[tuple[int, np.ndarray]]]:
+        """Each session's newly complete windows as ``[(start sample, probabilities)]``."""
+        windows: list[tuple[int, int, np.ndarray]] = []  # (session index, start, audio)
+        for i, (stream, chunk) in enumerate(zip(sessions, chunks)):
+            stream.history = np.concatenate([stream.history, np.asarray(chunk, np.float32)])
+            stream.samples += len(chunk)
+            while stream.next_start + stream.window <= stream.samples:
+                offset = stream.next_start - (stream.samples - len(stream.history))
+                windows.append((i, stream.next_start, stream.history[offset:offset + stream.window]))
+                stream.last_start = stream.next_start
+                stream.next_start += stream.hop
+            stream.history = stream.history[-stream.window:]
+        return self._score(len(sessions), windows)
+
+    def finish(self, stream: KeywordSession) -> list[tuple[int, np.ndarray]]:
+        """The windows ``POST /keywords`` adds at the end: a short clip padded to one window, or the last
+        window of the clip when the hops stopped short of its end."""
+        if stream.last_start is None:
+            tail = [(0, np.pad(stream.history, (0, stream.window - len(stream.history))))] if stream.samples else []
+        elif stream.last_start + stream.window < stream.samples:
+            tail = [(stream.samples - stream.window, stream.history[-stream.window:])]
+        else:
+            tail = []
+        return self._score(1, [(0, start, audio) for start, audio in tail])[0]
+
+    def _score(self, count: int, windows: list[tuple[int, int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
+        results: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(count)]
+        if not windows:
+            return results
+        probs = self.forward([(np.stack([audio for _, _, audio in windows]), {})])[0]
+        for (i, start, _), p in zip(windows, probs):
+            results[i].append((start, p))
+        return results
+
+
+def make_runner(model: nn.Module, device: torch.device) -> Runner:
+    kinds = {"asr": AsrRunner, "denoise": DenoiseRunner, "kws": KwsRunner}
+    return kinds[model.card["task"]](model, device)

@@ -1,0 +1,151 @@
+"""A worker: every served model loaded once on one device, running the jobs the pool sends it.
+
+The same :class:`Worker` runs inside a child process (:func:`serve`, the process entry point, talking over a
+pipe) or on a thread of the service process; :mod:`app.execution.transport` hides which. A job is a batch the
+pool already formed: one operation on one model for several requests' items. Each item gets its own outcome,
+so one bad item (or a failed batch) fails only the requests it belongs to.
+
+Operations: ``forward`` (whole clips, padded into one call), and for streaming sessions resident here
+``open`` (returns the stream's quantum and latency) / ``step`` / ``segment`` (a result so far, the stream goes on)
+/ ``finish`` / ``close``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Job", "Failure", "WorkerSpec", "Worker", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    id: int
+    op: str  # forward | open | step | segment | finish | close
+    model: str
+    items: list[Any]
+
+
+@dataclass
+class Failure:
+    """An item's error, picklable; the pool turns it into an exception for the waiting request."""
+
+    message: str
+    code: str = "inference_failed"
+
+
+@dataclass
+class WorkerSpec:
+    """What a worker needs to start: served name -> checkpoint (shipped name or card path), its device."""
+
+    models: dict[str, str]
+    device: str = "cpu"
+    torch_threads: int = 0
+    warmup: bool = True
+    name: str = "worker"
+
+
+class Worker:
+    """Loads the models of a :class:`WorkerSpec` and executes :class:`Job` s, one at a time."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.runners: dict[str, Any] = {}
+        self.sessions: dict[str, Any] = {}
+
+    def load(self) -> dict[str, dict]:
+        """Load (and warm up) every model; returns the cards by served name."""
+        import torch
+
+        import model_zoo
+        from model_zoo.runtime import select_device
+
+        from .runners import make_runner
+
+        if self.spec.torch_threads > 0:
+            torch.set_num_threads(self.spec.torch_threads)
+        device = select_device(self.spec.device)
+        for name, source in self.spec.models.items():
+            model = model_zoo.load(source, device)
+            self.runners[name] = make_runner(model, device)
+            if self.spec.warmup:
+                self.runners[name].warmup()
+        return {name: runner.card for name, runner in self.runners.items()}
+
+    def handle(self, job: Job) -> list[Any]:
+        """Run one job; returns one outcome (a value or a :class:`Failure`) per item."""
+        runner = self.runners.get(job.model)
+        if runner is None:
+            return [Failure(f"model {job.model!r} is not loaded on {self.spec.name}", "model_not_found")] * len(job.items)
+        try:
+            if job.op == "forward":
+                return runner.forward(job.items)
+            if job.op == "open":  # items: (session_id, options)
+                for session_id, options in job.items:
+                    self.sessions[session_id] = runner.open(options)
+                return [runner.stream_info() for _ in job.items]
+            if job.op == "step":  # items: (session_id, chunk)
+                known = [i for i, (session_id, _) in enumerate(job.items) if session_id in self.sessions]
+                stepped = runner.step([self.sessions[job.items[i][0]] for i in known], [job.items[i][1] for i in known])
+                outcomes = [self._unknown(session_id) for session_id, _ in job.items]
+                for i, outcome in zip(known, stepped):
+                    outcomes[i] = outcome
+                return outcomes
+            if job.op == "segment":  # items: session_id
+                return [runner.segment(self.sessions[session_id]) if session_id in self.sessions
+                        else self._unknown(session_id) for session_id in job.items]
+            if job.op == "finish":  # items: session_id
+                return [runner.finish(self.sessions.pop(session_id)) if session_id in self.sessions
+                        else self._unknown(session_id) for session_id in job.items]
+            if job.op == "close":
+                for session_id in job.items:
+                    self.sessions.pop(session_id, None)
+                return [None] * len(job.items)
+            return [Failure(f"unknown operation {job.op!r}", "bad_operation")] * len(job.items)
+        except Exception as err:  # noqa: BLE001 - a failed batch must answer its requests, not kill the worker
+            log.error("job %s (%s on %s) failed:\n%s", job.id, job.op, job.model, traceback.format_exc())
+            return [Failure(f"{type(err).__name__}: {err}")] * len(job.items)
+
+    @staticmethod
+    def _unknown(session_id: str) -> Failure:
+        # Only this row fails: a step queued for a stream that was closed meanwhile must not fail the healthy
+        # streams batched with it (a 30-minute soak saw exactly that once).
+        return Failure(f"unknown session {session_id!r}", "session_not_found")
+
+
+def serve(conn: Any, spec: WorkerSpec) -> None:
+    """Child-process entry point: load, report ``("ready", cards)``, then answer jobs until told to stop.
+
+    A reader thread drains the pipe into a local queue at all times, so the service process never blocks on
+    a full pipe while this worker computes. EOF on the pipe (the service died) stops the worker too.
+    """
+    from model_zoo.runtime import keep_freed_memory
+
+    logging.basicConfig(level=os.environ.get("CENTAURUS_WORKER_LOG_LEVEL", "WARNING"))
+    keep_freed_memory()  # a worker reuses the same large buffers request after request
+    worker = Worker(spec)
+    try:
+        cards = worker.load()
+    except Exception as err:  # noqa: BLE001 - reported to the service, which decides what to do
+        conn.send(("fatal", f"{type(err).__name__}: {err}"))
+        return
+    conn.send(("ready", {"cards": cards, "pid": os.getpid()}))
+    inbox: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        try:
+            while True:
+                inbox.put(conn.recv())
+        except (EOFError, OSError):
+            inbox.put(None)
+
+    threading.Thread(target=read, name="worker-reader", daemon=True).start()
+    while (job := inbox.get()) is not None:
+        conn.send(("result", job.id, worker.handle(job)))

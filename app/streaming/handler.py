@@ -1,0 +1,227 @@
+"""One websocket from ``session.start`` to the close: the session's admission, the receive loop, the end.
+
+Binary-first, in the vosk-server / sherpa-onnx / Wyoming family (protocol in README "Streaming"; messages in
+:mod:`app.streaming.messages`)::
+
+    client: {"type": "session.start", ...}         server: {"type": "session.started", ...}
+    client: binary PCM frames, any size             server: binary PCM (denoise) | transcript.* | keyword.detected
+    client: session.update / input.flush            server: transcript.final / keyword.detected
+    client: {"type": "session.end"}                 server: last results, {"type": "session.ended"}, close 1000
+
+Protocol mistakes (binary before session.start, malformed JSON, an unknown message) answer an ``error`` and
+keep the connection. The model and the API key are checked by the same functions as HTTP's
+(:mod:`app.http.dependencies`); the pool is reached through :class:`app.engine.Engine` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import numpy as np
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from ..audio.pcm import PcmCodec
+from ..engine import Engine
+from ..errors import InvalidParameter, NotReady, Overloaded, ServiceError, WorkerLost
+from ..http.dependencies import resolve_model
+from ..settings import Settings
+from .connection import INTERNAL, NORMAL, POLICY, TRY_AGAIN_LATER, Closing, Connection, Inbox
+from .live import BufferOverflow, LiveStream, step_samples
+from .messages import (ClientMessage, InputFlush, Mistake, SessionEnd, SessionEnded, SessionStart, SessionStarted,
+                       SessionUpdate, parse_client_message)
+from .protocols import PROTOCOLS, TaskProtocol
+
+__all__ = ["StreamHandler"]
+
+log = logging.getLogger(__name__)
+
+
+def failure_closing(err: BaseException) -> Closing:
+    """How a failed model call ends the stream: try again later (1013) for overload and lost workers, else 1011."""
+    if isinstance(err, (Overloaded, NotReady, WorkerLost)):
+        return Closing(TRY_AGAIN_LATER, err.code, err.message)
+    if isinstance(err, ServiceError):
+        return Closing(INTERNAL, err.code, err.message)
+    log.error("stream failed: %r", err)
+    return Closing(INTERNAL, "internal_error", f"{type(err).__name__}: {err}")
+
+
+class StreamHandler:
+    """Runs one accepted websocket of ``task`` (``asr``, ``kws`` or ``denoise``) until it closes."""
+
+    def __init__(self, websocket: WebSocket, task: str, settings: Settings, engine: Engine) -> None:
+        self.conn, self.task, self.settings, self.engine = Connection(websocket), task, settings, engine
+        self.opened = time.monotonic()
+        self.session_id = uuid.uuid4().hex
+        # 10 s of 48 kHz float32 by default, at least 1 MB.
+        self.inbox = Inbox(websocket, max(1 << 20, int(settings.stream_max_buffer_seconds * 48000 * 4)))
+        self.model: str | None = None
+        self.codec: PcmCodec | None = None
+        self.protocol: TaskProtocol | None = None
+        self.stream: LiveStream | None = None
+
+    async def run(self) -> None:
+        self.inbox.start(name=f"read-{self.session_id[:8]}")
+        try:
+            while True:
+                item = await self._next()
+                if self.stream is None:
+                    await self._before_start(item)
+                elif await self._after_start(item):
+                    return
+        except Closing as closing:
+            if closing.close_code != NORMAL:
+                await self.conn.error(closing.error_code, closing.message)
+            await self.conn.close(closing.close_code, closing.error_code)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.inbox.stop()
+            if self.stream is not None:
+                await self.stream.close()  # frees the worker's state at once
+
+    # ---- receiving ---------------------------------------------------------------------------------------------
+    async def _next(self) -> bytes | ClientMessage:
+        """The next audio frame or control message; protocol mistakes are answered here and skipped."""
+        while True:
+            message = await self._receive()
+            if message.get("bytes") is not None:
+                return message["bytes"]
+            parsed = parse_client_message(message.get("text") or "")
+            if not isinstance(parsed, Mistake):
+                return parsed
+            await self.conn.error(parsed.code, parsed.message)
+
+    def _receive_timeout(self) -> float:
+        left = self.settings.stream_max_session_seconds - (time.monotonic() - self.opened)
+        return max(0.0, min(self.settings.stream_idle_timeout_seconds, left))
+
+    async def _receive(self) -> dict:
+        """The next message; WebSocketDisconnect when the client left; Closing on idle timeout, session length,
+        or a failed pump."""
+        timeout = self._receive_timeout()
+        receiving = asyncio.ensure_future(self.inbox.get())
+        waiters = {receiving}
+        failure = asyncio.ensure_future(self.stream.wait_failure()) if self.stream is not None else None
+        if failure is not None:
+            waiters.add(failure)
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        if receiving in done:
+            message = receiving.result()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            return message
+        if failure is not None and failure in done:
+            raise failure_closing(failure.result())
+        if time.monotonic() - self.opened >= self.settings.stream_max_session_seconds:
+            raise Closing(POLICY, "session_too_long",
+                          f"sessions last at most {self.settings.stream_max_session_seconds:g} s")
+        raise Closing(POLICY, "idle_timeout", f"no message for {self.settings.stream_idle_timeout_seconds:g} s")
+
+    # ---- before session.start ----------------------------------------------------------------------------------
+    async def _before_start(self, item: bytes | ClientMessage) -> None:
+        if isinstance(item, bytes):
+            await self.conn.error("session_not_started", "send session.start before audio")
+        elif not isinstance(item, SessionStart):
+            await self.conn.error("session_not_started", f"send session.start before {item.type}")
+        else:
+            try:
+                model = self._model_for(item)
+            except ServiceError as err:
+                await self.conn.error(err.code, err.message)
+                return
+            await self._open(item, model)
+
+    def _model_for(self, start: SessionStart) -> str:
+        """The served model of this task ``start`` asks for (the HTTP endpoints' lookup), its keywords checked."""
+        model = resolve_model(self.engine, self.settings, start.model, self.task)
+        self._check_keywords(model, start.keywords)
+        return model
+
+    def _check_keywords(self, model: str, keywords: list[str] | None) -> None:
+        if self.task == "kws" and (unknown := self.engine.unknown_keywords(model, keywords)):
+            raise InvalidParameter(f"unknown keywords {unknown}")
+
+    async def _open(self, start: SessionStart, model: str) -> None:
+        card = self.engine.cards[model]
+        self.model, self.codec = model, PcmCodec(start.encoding)
+        self.protocol = PROTOCOLS[self.task](self.conn, start, card, self.codec)
+        deadline = time.monotonic() + self.settings.request_timeout_seconds
+        try:
+            session = await self.engine.open_stream(model, self.protocol.pool_options(), deadline)
+        except ServiceError as err:
+            raise failure_closing(err) from None
+        rate = int(card["sample_rate"])
+        self.stream = LiveStream(
+            session, client_rate=start.sample_rate, model_rate=rate,
+            step=step_samples(session.info.get("quantum", 1), rate, self.settings.stream_step_ms),
+            max_buffered=int(self.settings.stream_max_buffer_seconds * rate),
+            deadline_seconds=self.settings.request_timeout_seconds, deliver=self.protocol.on_step)
+        self.protocol.stream = self.stream
+        latency = int(session.info.get("latency", card.get("algorithmic_latency_samples", 0)))
+        await self.conn.send(SessionStarted(
+            session_id=self.session_id, model=model, task=self.task, sample_rate=rate,
+            input_sample_rate=start.sample_rate, encoding=start.encoding, algorithmic_latency_samples=latency,
+            algorithmic_latency_ms=round(1000 * latency / rate, 3)))
+
+    # ---- after session.start -----------------------------------------------------------------------------------
+    async def _after_start(self, item: bytes | ClientMessage) -> bool:
+        """Handle one frame or message of a started session; True once the session has ended."""
+        if isinstance(item, bytes):
+            await self._audio(item)
+        elif isinstance(item, SessionStart):
+            await self.conn.error("session_already_started", "this session has started; send session.end first")
+        elif isinstance(item, SessionUpdate):
+            try:
+                self._check_keywords(self.model, item.keywords)
+            except ServiceError as err:
+                await self.conn.error(err.code, err.message)
+            else:
+                self.protocol.update(item)
+        elif isinstance(item, InputFlush):
+            await self._drain()
+            await self.protocol.on_flush()
+        elif isinstance(item, SessionEnd):
+            await self._end()
+            return True
+        return False
+
+    async def _audio(self, data: bytes) -> None:
+        samples = self.codec.decode(data)
+        if not np.isfinite(samples).all():
+            await self.conn.error("invalid_audio", "the frame contains NaN or infinite samples; it was not used")
+            return
+        try:
+            await self.stream.push(samples)
+        except BufferOverflow as err:
+            raise Closing(TRY_AGAIN_LATER, "buffer_overflow", str(err)) from None
+
+    async def _drain(self, end: bool = False) -> None:
+        try:
+            await self.stream.drain(end=end)
+        except BaseException as err:  # noqa: BLE001 - the pump's failure, reported to the client
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            raise failure_closing(err) from None
+
+    async def _end(self) -> None:
+        await self._drain(end=True)
+        try:
+            await self.protocol.on_end()
+        except ServiceError as err:
+            raise failure_closing(err) from None
+        audio_seconds = self.stream.received / self.stream.client_rate
+        await self.conn.send(SessionEnded(
+            session_id=self.session_id, audio_seconds=round(audio_seconds, 3),
+            processing_seconds=round(self.stream.processing, 4),
+            rtf=round(self.stream.processing / audio_seconds, 4) if audio_seconds else 0.0))
+        await self.conn.close(NORMAL)

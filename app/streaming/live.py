@@ -1,0 +1,165 @@
+"""A live stream between a websocket and a resident session in a worker: resampling, buffering, stepping.
+
+Audio arrives as float32 at the client's rate (decoded by :class:`app.audio.pcm.PcmCodec`); :class:`LiveStream`
+resamples it to the model's rate (:class:`app.streaming.resampler.StreamResampler`, exact), keeps it in a
+bounded buffer, and a pump task feeds it to the session in steps of ``step`` samples (a multiple of the
+model's quantum, so that the sessions of a model keep equal state shapes and the worker steps them together
+as one batch). Order is kept by construction: one buffer, one pump, one session lock. Results go to
+``deliver`` in order.
+
+:class:`StreamRegistry` counts the live streams of the app for admission (``stream_max_sessions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+from ..execution.sessions import SessionHandle
+from .resampler import StreamResampler
+
+__all__ = ["LiveStream", "BufferOverflow", "StreamRegistry", "step_samples"]
+
+
+class BufferOverflow(Exception):
+    """The client sends faster than the model consumes, beyond the buffer bound."""
+
+
+def step_samples(quantum: int, rate: int, step_ms: float) -> int:
+    """The smallest multiple of ``quantum`` covering ``step_ms`` of audio."""
+    quantum = max(1, quantum)
+    wanted = max(1, int(round(step_ms * rate / 1000)))
+    return -(-wanted // quantum) * quantum
+
+
+class LiveStream:
+    """One client's audio path into its resident session; ``deliver(result)`` gets each step's result in order."""
+
+    def __init__(self, session: SessionHandle, *, client_rate: int, model_rate: int, step: int, max_buffered: int,
+                 deadline_seconds: float, deliver: Callable[[Any], Awaitable[None]]) -> None:
+        self.session, self.client_rate, self.model_rate = session, client_rate, model_rate
+        self.step, self.max_buffered, self.deadline_seconds, self.deliver = step, max_buffered, deadline_seconds, deliver
+        self.quantum = max(1, int(session.info.get("quantum", 1)))
+        self.resampler = StreamResampler(client_rate, model_rate)
+        self._chunks: list[np.ndarray] = []
+        self.buffered = 0  # model-rate samples waiting for the model
+        self.stepped = 0  # model-rate samples the model has seen
+        self.received = 0  # client-rate samples received
+        self.processing = 0.0  # seconds spent in session calls (queueing included)
+        self.failure: BaseException | None = None
+        self._draining = False
+        self._busy = False
+        self._cond = asyncio.Condition()
+        self._pump = asyncio.create_task(self._run(), name=f"pump-{session.id[:8]}")
+
+    # ---- input -------------------------------------------------------------------------------------------------
+    async def push(self, samples: np.ndarray) -> None:
+        """Client-rate samples in; raises :class:`BufferOverflow` past the bound (nothing is dropped silently)."""
+        self.received += len(samples)
+        at_model_rate = self.resampler.push(samples)
+        if self.buffered + len(at_model_rate) > self.max_buffered:
+            raise BufferOverflow(f"more than {self.max_buffered / self.model_rate:g} s of audio is waiting for the "
+                                 "model; send audio no faster than real time")
+        await self._append(at_model_rate)
+
+    async def _append(self, samples: np.ndarray) -> None:
+        if len(samples):
+            async with self._cond:
+                self._chunks.append(samples)
+                self.buffered += len(samples)
+                self._cond.notify_all()
+
+    async def drain(self, end: bool = False) -> None:
+        """Step everything received so far (``end``: and the resampler's tail); returns once the model has it."""
+        if end:
+            await self._append(self.resampler.flush())
+        async with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+            await self._cond.wait_for(lambda: self.failure is not None or (not self.buffered and not self._busy))
+            self._draining = False
+        if self.failure is not None:
+            raise self.failure
+
+    # ---- the pump ----------------------------------------------------------------------------------------------
+    def _next_size(self) -> int:
+        """How much to step now (0: wait). Steps keep ``stepped`` a multiple of the quantum when they can."""
+        if self.buffered == 0:
+            return 0
+        realign = -self.stepped % self.quantum
+        if realign and self.buffered >= realign:
+            return realign  # after a flush of a partial quantum: back in phase with the other sessions
+        if self.buffered >= self.step:
+            # Always exactly ``step``, even with a backlog: equal chunk lengths are what lets the worker put the
+            # steps of many streams into one network call (a backlog just queues more calls, which batch too).
+            return self.step
+        return self.buffered if self._draining else 0
+
+    def _take(self, size: int) -> np.ndarray:
+        audio = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        chunk, rest = audio[:size], audio[size:]
+        self._chunks = [rest] if len(rest) else []
+        self.buffered -= size
+        return chunk
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                async with self._cond:
+                    await self._cond.wait_for(lambda: self._next_size() > 0)
+                    chunk = self._take(self._next_size())
+                    self._busy = True
+                started = time.perf_counter()
+                result = await self.session.step(chunk, time.monotonic() + self.deadline_seconds)
+                self.processing += time.perf_counter() - started
+                self.stepped += len(chunk)
+                await self.deliver(result)
+                async with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:  # noqa: BLE001 - handed to whoever waits on the stream
+            async with self._cond:
+                self.failure, self._busy = err, False
+                self._cond.notify_all()
+
+    async def wait_failure(self) -> BaseException:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.failure is not None)
+        return self.failure
+
+    # ---- the end -----------------------------------------------------------------------------------------------
+    async def call(self, op: Callable[[float], Awaitable[Any]]) -> Any:
+        """A session call (segment, finish) timed like the steps."""
+        started = time.perf_counter()
+        try:
+            return await op(time.monotonic() + self.deadline_seconds)
+        finally:
+            self.processing += time.perf_counter() - started
+
+    async def close(self) -> None:
+        """Stop the pump and free the session's state at once (client gone, error, or after finish).
+
+        The worker's close job is sent before the first await: a handler cancelled right here (the server
+        tearing the connection down) still frees the state.
+        """
+        self._pump.cancel()
+        await self.session.close()
+        try:
+            await self._pump
+        except BaseException:  # noqa: BLE001 - cancelled or already failed: nothing left to report
+            pass
+
+
+class StreamRegistry:
+    """The live streams of the app (for ``stream_max_sessions`` and the metrics)."""
+
+    def __init__(self) -> None:
+        self.active: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.active)

@@ -1,0 +1,254 @@
+"""The worker pool on its own: micro-batching, resident sessions, worker death and replacement, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal as signals
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import model_zoo
+from app.errors import WorkerLost
+from app.execution.pool import Pool, PoolConfig
+from app.execution.runners import make_runner
+from app.execution.worker import Failure, Job, Worker, WorkerSpec
+from app.settings import Settings
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def started(models: dict[str, str], **config) -> tuple[Pool, list]:
+    batches: list = []
+    pool = Pool(PoolConfig(models=models, **{"max_batch_wait": 0.005, "workers_per_device": 1, **config}),
+                on_batch=lambda model, op, rows: batches.append((model, op, rows)))
+    await pool.start()
+    await pool.wait_ready(timeout=60)
+    return pool, batches
+
+
+def deadline(seconds: float = 30.0) -> float:
+    return time.monotonic() + seconds
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (a worker the pool has stopped is also reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_concurrent_requests_share_a_batch_and_results_match_single_calls(tiny_models):
+    async def main():
+        pool, batches = await started(tiny_models, max_batch_wait=0.5, max_batch_size=8)
+        try:
+            clips = [np.random.default_rng(i).standard_normal(4000 + 1000 * i).astype(np.float32) * 0.1 for i in range(4)]
+            together = await asyncio.gather(*(pool.forward("denoise", c[None], {}, deadline()) for c in clips))
+            assert [b for b in batches if b[1] == "forward"] == [("denoise", "forward", 4)]
+            alone = await pool.forward("denoise", clips[1][None], {}, deadline())
+            # End padding to the longest clip never changes the shorter clip's output (causal network).
+            assert together[1].shape == (5000,) and np.allclose(together[1], alone, atol=1e-5)
+            # Clips of very different lengths are not padded into one call.
+            batches.clear()
+            mixed = [np.zeros((1, n), np.float32) for n in (4000, 20000, 4500)]
+            await asyncio.gather(*(pool.forward("denoise", m, {}, deadline()) for m in mixed))
+            assert sorted(b[2] for b in batches) == [1, 2]
+            windows = await pool.forward("kws", np.zeros((3, 16000), np.float32), {}, deadline())
+            assert windows.shape == (3, 37) and np.allclose(windows.sum(1), 1, atol=1e-5)
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_a_free_worker_takes_a_lone_request_at_once_and_batches_what_arrives_while_it_is_busy(tiny_models):
+    """Opportunistic batching (the default): no batch timer for a lone request; requests that queue while the
+    worker is busy go together in its next job."""
+    assert PoolConfig(models={}).max_batch_wait == 0 and Settings.model_fields["max_batch_wait_ms"].default == 0
+
+    async def main():
+        # One worker: whenever it is free, no other worker is busy, so nothing ever waits for company.
+        pool, batches = await started(tiny_models, max_batch_wait=0, busy_batch_wait=60, max_batch_size=8)
+        try:
+            clips = [np.random.default_rng(i).standard_normal((1, 16000)).astype(np.float32) * 0.1 for i in range(4)]
+            lone = asyncio.create_task(pool.forward("kws", clips[0], {}, deadline()))
+            # Dispatched within a few turns of the event loop: nothing waits on a timer for company.
+            for _ in range(50):
+                if batches:
+                    break
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1)]
+            # Queued while the lone request is in flight (or just after): one job for all three.
+            rest = await asyncio.gather(*(pool.forward("kws", c, {}, deadline()) for c in clips[1:]))
+            assert batches == [("kws", "forward", 1), ("kws", "forward", 3)]
+            alone = [await lone] + [await pool.forward("kws", c, {}, deadline()) for c in clips[1:]]
+            assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(alone, [alone[0], *rest]))
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_while_another_worker_is_busy_a_free_worker_waits_for_company(tiny_models):
+    """Under load (another worker running a job) the head of a batch waits for company, up to max_batch_size rows;
+    a request that finds every worker idle goes at once."""
+    async def main():
+        pool, batches = await started(tiny_models, workers_per_device=2, max_batch_wait=0, busy_batch_wait=3600,
+                                      max_batch_size=4)
+        pids = [w["pid"] for w in pool.workers()]
+        for pid in pids:
+            os.kill(pid, signals.SIGSTOP)  # frozen: every job sent stays in flight until SIGCONT
+        try:
+            clips = [np.random.default_rng(i).standard_normal((1, 16000)).astype(np.float32) * 0.1 for i in range(5)]
+            calls = [asyncio.create_task(pool.forward("kws", clips[0], {}, deadline(120)))]
+            for _ in range(50):  # every worker idle: sent at once
+                if batches:
+                    break
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1)] and pool.running_jobs == 1
+            calls.append(asyncio.create_task(pool.forward("kws", clips[1], {}, deadline(120))))
+            for _ in range(50):  # the other worker is busy: the free one holds this request for company
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1)] and pool.queue_depth() == 1
+            calls += [asyncio.create_task(pool.forward("kws", c, {}, deadline(120))) for c in clips[2:]]
+            for _ in range(50):  # a full batch goes without waiting out the hour
+                if len(batches) > 1:
+                    break
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1), ("kws", "forward", 4)]
+        finally:
+            for pid in pids:
+                os.kill(pid, signals.SIGCONT)
+        try:
+            together = await asyncio.gather(*calls)
+            alone = [await pool.forward("kws", c, {}, deadline()) for c in clips]
+            assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(together, alone))
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_sessions_stay_resident_and_are_stepped_together(tiny_models):
+    async def main():
+        pool, batches = await started(tiny_models, max_batch_wait=0.2)
+        try:
+            clip = np.random.default_rng(0).standard_normal(3 * 2560).astype(np.float32) * 0.1
+            whole = await pool.forward("denoise", clip[None], {}, deadline())
+            a, b = [await pool.open_session("denoise", {}, deadline()) for _ in range(2)]
+            assert pool.active_sessions() == 2
+            for start in range(0, len(clip), 2560):
+                await asyncio.gather(a.step(clip[start:start + 2560], deadline()),
+                                     b.step(clip[start:start + 2560], deadline()))
+            out_a, out_b = await asyncio.gather(a.finish(deadline()), b.finish(deadline()))
+            assert pool.active_sessions() == 0
+            assert np.allclose(out_a, whole, atol=1e-4) and np.allclose(out_b, out_a, atol=1e-6)
+            assert ("denoise", "step", 2) in batches  # both streams advanced in one network call
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_a_step_for_an_unknown_session_fails_only_its_own_row(tiny_models):
+    """A step queued for a stream closed meanwhile must not take down the streams batched with it."""
+    worker = Worker(WorkerSpec(models={"denoise": tiny_models["denoise"]}, warmup=False))
+    worker.load()
+    worker.handle(Job(1, "open", "denoise", [("a", {}), ("b", {})]))
+    chunk = np.random.default_rng(2).standard_normal(2560).astype(np.float32) * 0.1
+    alone = worker.handle(Job(2, "step", "denoise", [("b", chunk)]))[0]
+    mixed = worker.handle(Job(3, "step", "denoise", [("gone", chunk), ("a", chunk)]))
+    assert isinstance(mixed[0], Failure) and mixed[0].code == "session_not_found"
+    assert np.array_equal(mixed[1], alone)
+    finished = worker.handle(Job(4, "finish", "denoise", ["gone", "a"]))
+    assert isinstance(finished[0], Failure) and not isinstance(finished[1], Failure)
+
+
+def test_a_call_cancelled_before_dispatch_never_runs(tiny_models):
+    """Cancelled while still queued, even while waiting to wake the dispatchers: the call is dropped."""
+    async def main():
+        pool, batches = await started(tiny_models)
+        try:
+            clip = np.zeros((1, 2560), np.float32)
+            # White-box on purpose: holding the dispatchers' lock is the only way to cancel a call at exactly this
+            # point (queued, its caller still waiting to wake the dispatchers); no public API can reach it.
+            async with pool._cond:  # the dispatchers cannot take anything while we hold their lock
+                task = asyncio.create_task(pool.forward("denoise", clip, {}, deadline()))
+                await asyncio.sleep(0)  # the call is queued; the task now waits for the lock
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await asyncio.sleep(0.3)
+            assert not [b for b in batches if b[1] == "forward"] and pool.queue_depth() == 0
+            await pool.forward("denoise", clip, {}, deadline())  # and the pool still serves
+            assert [b for b in batches if b[1] == "forward"] == [("denoise", "forward", 1)]
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_runner_sessions_reproduce_whole_clip_calls(tiny_models):
+    """Chunked streaming through a runner equals one forward call (what long uploads rely on)."""
+    for task in ("asr", "denoise"):
+        runner = make_runner(model_zoo.load(tiny_models[task]), torch.device("cpu"))
+        clip = np.random.default_rng(1).standard_normal(12800).astype(np.float32) * 0.1
+        whole = runner.forward([(clip[None], {})])[0]
+        session = runner.open({})
+        for start in range(0, len(clip), 3840):
+            runner.step([session], [clip[start:start + 3840]])
+        chunked = runner.finish(session)
+        if task == "asr":
+            assert chunked.text == whole.text and len(chunked.words) == len(whole.words)
+        else:
+            assert np.allclose(chunked, whole, atol=1e-4)
+
+
+def test_killed_worker_fails_its_requests_and_is_replaced(tiny_models):
+    async def main():
+        pool, _ = await started(tiny_models, mode="process")
+        try:
+            victim = pool.handles[0]
+            session = await pool.open_session("asr", {}, deadline())
+            os.kill(victim.pid, signals.SIGSTOP)  # freeze it so the next job is certainly in flight
+            request = asyncio.create_task(pool.forward("asr", np.zeros((1, 8000), np.float32), {}, deadline()))
+            end = time.monotonic() + 10
+            while pool.running_jobs == 0:
+                assert time.monotonic() < end
+                await asyncio.sleep(0.01)
+            os.kill(victim.pid, signals.SIGKILL)
+            with pytest.raises(WorkerLost, match="exited"):
+                await asyncio.wait_for(request, 10)  # fails promptly, never hangs
+            with pytest.raises(WorkerLost):
+                await session.step(np.zeros(1280, np.float32), deadline())
+            end = time.monotonic() + 60
+            while not pool.ready:
+                assert time.monotonic() < end, "no replacement worker"
+                await asyncio.sleep(0.05)
+            assert pool.restarts == 1 and pool.workers()[0]["pid"] != victim.pid
+            result = await pool.forward("asr", np.zeros((1, 8000), np.float32), {}, deadline())
+            assert isinstance(result.text, str)
+        finally:
+            await pool.close()
+
+    run(main())
+
+
+def test_close_drains_queued_work_then_stops_the_workers(tiny_models):
+    async def main():
+        pool, _ = await started(tiny_models, max_batch_wait=0.3)
+        pids = [w["pid"] for w in pool.workers()]
+        pending = asyncio.create_task(pool.forward("kws", np.zeros((1, 16000), np.float32), {}, deadline()))
+        await asyncio.sleep(0.05)  # queued, waiting for company
+        await pool.close()
+        assert (await pending).shape == (1, 37)
+        assert not any(alive(pid) for pid in pids)
+        assert not pool.ready
+
+    run(main())
