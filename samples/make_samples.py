@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from training.corpus.augment import mix_at_snr, set_level
-from training.corpus.noise import _recorded_clip, real_split
+from training.corpus.noise import recorded_clip, real_split
 from training.corpus.tts import SynthJob, synthesize_batch, write_wav
 from training.corpus.voices import Prosody, Voice
 
@@ -42,7 +42,7 @@ def main() -> None:
     clip[(16000 - len(yes)) // 2:][: len(yes)] = yes
     write_wav(OUT / "yes.wav", set_level(clip, -22.0))
     clean = speak("The quick brown fox jumps over the lazy dog near the river bank.", "test007")
-    noise = _recorded_clip(np.random.default_rng(7), real_split("rec_street")["eval"], 0, len(clean) / 16000 + 0.1)
+    noise = recorded_clip(np.random.default_rng(7), real_split("rec_street")["eval"], 0, len(clean) / 16000 + 0.1)
     noise = noise[: len(clean)]
     write_wav(OUT / "noisy.wav", set_level(mix_at_snr(clean, noise, 5.0), -22.0))
 

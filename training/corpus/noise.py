@@ -47,6 +47,7 @@ __all__ = [
     "GENERATORS",
     "noise_types_for_split",
     "generate",
+    "recorded_clip",
     "babble",
     "write_bank",
     "NoiseBank",
@@ -342,7 +343,7 @@ def decode(path: str | Path) -> np.ndarray:
     return out
 
 
-def _recorded_clip(rng: np.random.Generator, files: Sequence[Path], first: int, seconds: float) -> np.ndarray:
+def recorded_clip(rng: np.random.Generator, files: Sequence[Path], first: int, seconds: float) -> np.ndarray:
     """``seconds`` of one recorded kind: stretches of its recordings from random offsets, starting with
     ``files[first]`` then drawn at random, joined with short cross-fades; peak-normalised to 0.9."""
     n = int(seconds * _SR)
@@ -459,7 +460,7 @@ def write_bank(
                     audio = babble(rng, babble_sources[bank], seconds)
                 elif kind in REAL_NOISE_TYPES:
                     files = splits[kind][bank]
-                    audio = _recorded_clip(rng, files, k % len(files), seconds)
+                    audio = recorded_clip(rng, files, k % len(files), seconds)
                 else:
                     audio = generate(kind, rng, seconds)
                 rel = f"noise/{bank}/{kind}_{k:02d}.wav"
