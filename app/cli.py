@@ -1,4 +1,6 @@
-"""``centaurus-speech``: the command line. ``serve`` runs the HTTP service; ``stream`` is a websocket client.
+"""``centaurus-speech``: the command line. ``serve`` runs the HTTP service; the others are its clients.
+
+``transcribe``, ``denoise``, ``keywords`` and ``stream`` call a running server (:mod:`app.client_cli`).
 
 Options given here override the ``CENTAURUS_*`` environment (see :mod:`app.settings`).
 """
@@ -10,6 +12,8 @@ import json
 import logging
 import sys
 
+from .client_cli import add_client_commands
+
 __all__ = ["main"]
 
 
@@ -19,11 +23,16 @@ def _serve(args: argparse.Namespace) -> int:
     from model_zoo.runtime import keep_freed_memory
 
     from .main import create_app
-    from .settings import Settings
+    from .settings import Settings, UnknownSetting, check_environment
 
+    try:
+        check_environment()  # a typo in a CENTAURUS_* name: one line, before anything starts
+    except UnknownSetting as err:
+        print(f"centaurus-speech: {err}", file=sys.stderr)
+        return 2
     overrides = {k: v for k, v in {
         "host": args.host, "port": args.port, "device": args.device, "workers_per_device": args.workers_per_device,
-        "worker_mode": args.worker_mode, "log_level": args.log_level,
+        "worker_mode": args.worker_mode, "log_level": args.log_level, "wyoming_uri": args.wyoming_uri,
         "models": json.loads(args.models) if args.models else None,
     }.items() if v is not None}
     settings = Settings(**overrides)
@@ -50,36 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers-per-device", type=int)
     serve.add_argument("--worker-mode", choices=["process", "thread"])
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--wyoming-uri", help="also serve Wyoming (Home Assistant) here, e.g. tcp://0.0.0.0:10300; "
+                       "no authentication: a trusted network only")
     serve.set_defaults(run=_serve)
 
-    stream = commands.add_parser("stream", help="stream a file over the websocket API and print the results",
-                                 description="Stream an audio file to a running server in real-time-sized chunks.")
-    stream.add_argument("file", help="audio file (any container FFmpeg reads)")
-    stream.add_argument("--task", choices=["transcribe", "denoise", "keywords"], default="transcribe")
-    stream.add_argument("--url", default="ws://127.0.0.1:8000", help="server base URL (ws:// or http://)")
-    stream.add_argument("--api-key", help="API key (default: $CENTAURUS_API_KEY)")
-    stream.add_argument("--model", help="model id (default: the server's first of the task)")
-    stream.add_argument("--chunk-ms", type=float, default=100.0, help="audio per websocket frame")
-    stream.add_argument("--speed", type=float, default=1.0, help="pace in multiples of real time; 0 = unpaced")
-    stream.add_argument("--partials", action="store_true", help="print partial transcripts too")
-    stream.add_argument("--keywords", nargs="+", help="only these keywords")
-    stream.add_argument("--threshold", type=float, default=0.5, help="keyword detection threshold")
-    stream.add_argument("--output", "-o", help="denoised WAV (default: FILE.denoised.wav)")
-    stream.set_defaults(run=_stream)
+    add_client_commands(commands)  # transcribe, denoise, keywords, stream (app/client_cli.py)
     return parser
-
-
-def _stream(args: argparse.Namespace) -> int:
-    import os
-    from pathlib import Path
-
-    from .streaming.client import StreamOptions, stream_file
-
-    options = StreamOptions(task=args.task, url=args.url, api_key=args.api_key or os.environ.get("CENTAURUS_API_KEY"),
-                            model=args.model, chunk_ms=args.chunk_ms, speed=args.speed, partials=args.partials,
-                            keywords=args.keywords, threshold=args.threshold,
-                            output=Path(args.output) if args.output else None)
-    return stream_file(Path(args.file), options)
 
 
 def main(argv: list[str] | None = None) -> int:

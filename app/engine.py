@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import numpy as np
 import torch
 
+from model_zoo.card import ModelCard
 from model_zoo.nets.ctc import Transcript
-from model_zoo.pipelines.kws import Detection, DetectionRuns, window_starts
+from model_zoo.pipelines.kws import ClipWindows, Detection
 
 from .audio.decode import Audio
 from .audio.length import fit_length
@@ -38,7 +39,7 @@ class KeywordResult:
 class Engine:
     """The task logic between routes and pool; holds the model cards and the chunking policy."""
 
-    def __init__(self, pool: Pool, cards: dict[str, dict], chunk_seconds: float) -> None:
+    def __init__(self, pool: Pool, cards: dict[str, ModelCard], chunk_seconds: float) -> None:
         self.pool, self.cards, self.chunk_seconds = pool, cards, chunk_seconds
 
     @property
@@ -47,11 +48,11 @@ class Engine:
         return self.pool.ready
 
     def rate(self, model: str) -> int:
-        return int(self.cards[model]["sample_rate"])
+        return self.cards[model].sample_rate
 
     def unknown_keywords(self, model: str, keywords: Iterable[str] | None) -> list[str]:
         """The keywords asked for that the keyword model ``model`` does not know, sorted."""
-        return sorted(set(keywords or ()) - set(self.cards[model]["labels"]))
+        return sorted(set(keywords or ()) - set(self.cards[model].labels or ()))
 
     async def _at_rate(self, audio: Audio, rate: int) -> np.ndarray:
         samples = audio.samples
@@ -79,46 +80,64 @@ class Engine:
 
     async def transcribe(self, model: str, audio: Audio, *, beam_search: bool, deadline: float,
                          denoise_model: str | None = None) -> Transcript:
+        """The transcript of ``audio``; with a ``denoise_model``, of its enhanced audio.
+
+        Denoising first hands the enhanced audio to the recognizer at the denoiser's rate: the upload is resampled
+        once to the models' rate (not there, back to its own rate and again to the recognizer's). It stays two
+        pool jobs: each runs batched with other requests to its model, or chunk by chunk when the clip is long.
+        """
         if denoise_model is not None:
-            clean = await self.denoise(denoise_model, audio, deadline=deadline)
-            audio = Audio(clean, audio.sample_rate, 1)
+            audio = await self._denoised(denoise_model, audio, deadline)
         wave = await self._at_rate(audio, self.rate(model))
         return await self._run(model, wave, {"beam_search": beam_search}, deadline)
 
+    async def _denoised(self, model: str, audio: Audio, deadline: float) -> Audio:
+        """The enhanced audio at the denoiser's rate, as many samples as ``audio`` has at that rate."""
+        rate = self.rate(model)
+        clean = await self._run(model, await self._at_rate(audio, rate), {}, deadline)
+        return Audio(torch.from_numpy(np.ascontiguousarray(clean)), rate, 1)
+
     async def denoise(self, model: str, audio: Audio, *, deadline: float) -> torch.Tensor:
         """Enhanced mono audio at the input's own rate and of exactly its length."""
-        wave = await self._at_rate(audio, self.rate(model))
-        clean = await self._run(model, wave, {}, deadline)
-        out = await asyncio.to_thread(resample, torch.from_numpy(np.ascontiguousarray(clean)), self.rate(model),
-                                      audio.sample_rate)
+        clean = await self._denoised(model, audio, deadline)
+        out = await asyncio.to_thread(resample, clean.samples, clean.sample_rate, audio.sample_rate)
         return fit_length(out, audio.samples.shape[-1])
 
     async def keywords(self, model: str, audio: Audio, *, hop: float, threshold: float,
                        keywords: set[str] | None, deadline: float, max_rows: int) -> KeywordResult:
-        """Slide a one-second window (the classifier's training length) by ``hop`` seconds over the clip;
-        detections as :class:`model_zoo.pipelines.kws.DetectionRuns` defines them."""
-        rate = self.rate(model)
-        labels: list[str] = list(self.cards[model]["labels"])
-        wave = await self._at_rate(audio, rate)
-        length = len(wave)
-        window = rate
-        starts = window_starts(length, window, max(1, int(round(hop * rate))))
-        if len(wave) < window:
-            wave = np.pad(wave, (0, window - len(wave)))
+        """The windows, detections and ranking of :class:`model_zoo.pipelines.kws.ClipWindows`: one-second
+        windows every ``hop`` seconds, scored by the pool."""
+        rate, labels = self.rate(model), self.cards[model].labels or ()
+        clip = ClipWindows.of(await self._at_rate(audio, rate), rate, hop)
         probs = []
-        for first in range(0, len(starts), max_rows):  # requests of at most one batch each: bounded memory
-            rows = np.stack([wave[s:s + window] for s in starts[first:first + max_rows]])
-            probs.append(await self.pool.forward(model, rows, {}, deadline))
+        for first in range(0, len(clip.starts), max_rows):  # requests of at most one batch each: bounded memory
+            probs.append(await self.pool.forward(model, clip.rows(first, first + max_rows), {}, deadline))
         table = np.concatenate(probs)
-        runs = DetectionRuns(labels, rate=rate, window=window, threshold=threshold, keywords=keywords)
-        detections = [d for start, p in zip(starts, table) for d in runs.push(start, p, length)] + runs.close()
-        scores = None
-        if length <= 1.5 * window:  # about one second: the ranked classes of the whole clip are meaningful
-            mean = table.mean(axis=0)
-            scores = sorted(((labels[i], round(float(mean[i]), 4)) for i in range(len(labels))),
-                            key=lambda pair: -pair[1])
-        return KeywordResult(detections, scores)
+        return KeywordResult(clip.detections(table, labels, threshold=threshold, keywords=keywords),
+                             clip.ranking(table, labels))
 
     async def open_stream(self, model: str, options: dict, deadline: float) -> SessionHandle:
         """A resident session for a live stream (``options["live"]``: each step returns its own results)."""
         return await self.pool.open_session(model, options, deadline)
+
+    async def transcribe_greedy_steps(self, model: str, audio: Audio, *, deadline: float) -> AsyncIterator[Any]:
+        """Greedy transcription with its running text: the greedy transcript of the audio so far (``str``) after
+        each step, then the final :class:`Transcript`, the one :meth:`transcribe` gives with ``beam_search=False``
+        (a session equals one call). Steps are about a second of audio, then ``chunk_seconds`` once the clip is
+        that far in, so a long file costs few partial decodes. Closing the generator early frees the session."""
+        rate = self.rate(model)
+        wave = await self._at_rate(audio, rate)
+        first, later = max(1280, rate // 1280 * 1280), self._chunk(rate)
+        session = await self.pool.open_session(model, {"live": True, "interim_results": True, "beam_search": False},
+                                               deadline)
+        try:
+            start = 0
+            while start < len(wave):
+                size = later if start >= later else first
+                partial = await session.step(wave[start:start + size], deadline)
+                start += size
+                if partial is not None:
+                    yield partial.text
+            yield await session.finish(deadline)
+        finally:
+            await session.close()

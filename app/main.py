@@ -27,8 +27,8 @@ from .execution.pool import Pool, PoolConfig, plan_devices
 from .http.limits import UploadLimitMiddleware
 from .http.metrics import Metrics, MetricsMiddleware
 from .http.redaction import redact_server_logs
-from .http.routes import demo, denoise, keywords, openai, ops, stream, transcribe
-from .settings import Settings
+from .http.routes import demo, denoise, docs, keywords, openai, ops, stream, transcribe
+from .settings import Settings, check_environment
 from .streaming.live import StreamRegistry
 
 __all__ = ["create_app", "served_models"]
@@ -44,7 +44,9 @@ def served_models(settings: Settings) -> dict[str, str]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """A configured app. Checkpoint cards are read (and validated) here, so a bad model path fails at once."""
+    """A configured app. Checkpoint cards are read (and validated) here, so a bad model path fails at once; so
+    does a ``CENTAURUS_*`` variable that is no setting (:class:`~app.settings.UnknownSetting`, one line)."""
+    check_environment()
     settings = settings or Settings()
     models = served_models(settings)
     cards = {name: read_card(source) for name, source in models.items()}
@@ -70,11 +72,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_num_threads(1)
         await pool.start()
         app.state.codecs = asyncio.create_task(asyncio.to_thread(warm_up), name="warm-codecs")
-        log.info("serving %s on %s", ", ".join(f"{n} ({c['task']})" for n, c in cards.items()) or "no models",
+        log.info("serving %s on %s", ", ".join(f"{n} ({c.task})" for n, c in cards.items()) or "no models",
                  ", ".join(pool.config.devices))
+        # Wyoming (Home Assistant) beside HTTP when CENTAURUS_WYOMING_URI is set, on the same engine.
+        app.state.wyoming = None
         try:
+            if settings.wyoming_uri:
+                from .wyoming import WyomingServer  # the wyoming package is imported only when it is used
+
+                app.state.wyoming = WyomingServer(app.state.engine, settings)
+                await app.state.wyoming.start()
             yield
         finally:
+            if app.state.wyoming is not None:
+                await app.state.wyoming.stop()
             await pool.close(timeout=settings.request_timeout_seconds)
 
     app = FastAPI(
@@ -82,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Keyword spotting, denoising and speech recognition on state-space networks, behind one API.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # FastAPI's pages load from a CDN; these come from the package (routes/docs.py)
     )
     app.state.settings, app.state.metrics, app.state.pool = settings, metrics, pool
     app.state.engine = Engine(pool, cards, settings.chunk_seconds)
@@ -92,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (transcribe.router, openai.router, denoise.router, keywords.router, stream.router,
                    ops.models_router, ops.health_router, demo.router):
         app.include_router(router)
+    docs.install(app)  # /docs, /redoc and their assets, served from the installed package
     # Added innermost first: the metrics middleware sees every request, 413s and CORS preflights included.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.cors_origins:

@@ -7,17 +7,20 @@ Examples::
     CENTAURUS_DEVICE=cuda CENTAURUS_WORKERS_PER_DEVICE=2
 
 Lists accept JSON or a comma-separated string. Every setting is documented by its ``description``; ``/docs``
-does not show them, ``centaurus-speech serve --help`` does.
+does not show them, ``centaurus-speech serve --help`` does. A ``CENTAURUS_*`` variable that is no setting (a typo,
+``CENTAURUS_WORKERS``) stops the service at start-up: :func:`check_environment`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import difflib
+import os
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "UnknownSetting", "check_environment", "NOT_SETTINGS"]
 
 
 def _split_list(value: Any) -> Any:
@@ -104,6 +107,26 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS; empty = no CORS headers (closed)."
     )
+    wyoming_uri: str | None = Field(
+        None, description="Also serve the Wyoming protocol (Home Assistant: speech-to-text and wake words) here, "
+        "e.g. tcp://0.0.0.0:10300 (or unix:///path). Wyoming has no authentication: listen on a trusted network "
+        "only. Default: off.")
+
+    @field_validator("wyoming_uri")
+    @classmethod
+    def _wyoming_uri(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from urllib.parse import urlparse
+
+        uri = urlparse(value)
+        try:
+            port = uri.port
+        except ValueError:
+            port = None
+        if not ((uri.scheme == "tcp" and uri.hostname and port is not None) or (uri.scheme == "unix" and uri.path)):
+            raise ValueError("must be tcp://HOST:PORT or unix:///PATH")
+        return value
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -113,3 +136,34 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1_000_000)
+
+
+# CENTAURUS_* variables that other programs read, so never a typo of a setting: the clients' server and key
+# (app/client.py, `centaurus-speech stream`, bench/), the worker processes' log level (app/execution/worker.py),
+# docker compose's ports, image and build options (docker/compose.yaml), and the test and bench knobs.
+NOT_SETTINGS = frozenset({
+    "CENTAURUS_URL", "CENTAURUS_API_KEY", "CENTAURUS_WORKER_LOG_LEVEL",
+    "CENTAURUS_PUBLISH_PORT", "CENTAURUS_WYOMING_PUBLISH_PORT", "CENTAURUS_IMAGE", "CENTAURUS_BASE_IMAGE",
+    "CENTAURUS_CPU_BASE_IMAGE",
+    "CENTAURUS_TORCH_INDEX_URL", "CENTAURUS_FUZZ_EXAMPLES", "CENTAURUS_FUZZ_REPORT", "CENTAURUS_BENCH_THREADS",
+})
+
+
+class UnknownSetting(ValueError):
+    """A ``CENTAURUS_*`` environment variable that names no setting; the message is one line."""
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`UnknownSetting` for a ``CENTAURUS_*`` variable that is neither a setting nor in
+    :data:`NOT_SETTINGS`, naming the closest setting: a typo would otherwise be ignored without a word."""
+    prefix = Settings.model_config["env_prefix"]
+    known = sorted(name.upper() for name in Settings.model_fields)
+    for variable in sorted(os.environ if environ is None else environ):
+        name = variable.upper()  # pydantic-settings matches names case-insensitively
+        if not name.startswith(prefix) or name in NOT_SETTINGS or name[len(prefix):] in known:
+            continue
+        # A name cut short (WORKERS for WORKERS_PER_DEVICE) first, else the most similar one.
+        close = [k for k in known if name[len(prefix):] and k.startswith(name[len(prefix):])][:1] \
+            or difflib.get_close_matches(name[len(prefix):], known, n=1, cutoff=0.6)
+        hint = f"did you mean {prefix}{close[0]}?" if close else "app/settings.py lists the settings"
+        raise UnknownSetting(f"{variable} is not a setting; {hint}")

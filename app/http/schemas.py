@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model_zoo.nets import TaskName
 from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
 
@@ -69,7 +70,7 @@ class OpenAITranscriptionForm(AudioForm):
     # Our extension; the openai SDK sends it with extra_body={"beam_search": False}.
     beam_search: bool = Field(DEFAULT_BEAM_SEARCH, description="CTC beam search with the model's language model; "
                               "false: greedy decoding.")
-    stream: bool = Field(False, description="Not supported yet: must be false.")
+    stream: bool = Field(False, description="Server-sent transcript.text.delta events, then transcript.text.done.")
 
 
 class DenoiseForm(AudioForm):
@@ -157,7 +158,7 @@ class ModelOut(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "centaurus-speech"
-    task: Literal["asr", "kws", "denoise"]
+    task: TaskName
     sample_rate: int
     streaming: bool = True
     algorithmic_latency_samples: int

@@ -1,4 +1,5 @@
-"""The wings of ``app`` depend one way: a socket or an upload -> http / streaming -> audio, engine -> execution.
+"""The wings of ``app`` depend one way: a socket or an upload -> http / streaming / wyoming -> audio, engine ->
+execution.
 
 Checked on the imports themselves (relative ones resolved), so a shortcut past a neighbour fails here first.
 """
@@ -17,6 +18,7 @@ ALLOWED = {
     "engine": {"audio", "execution"},
     "http": {"audio", "engine", "errors", "settings", "streaming"},
     "streaming": {"audio", "engine", "errors", "settings", "http", "execution"},
+    "wyoming": {"audio", "engine", "errors", "settings", "http", "streaming"},
 }
 # What of execution the websocket side may name: the session handle the engine hands out, nothing else.
 STREAMING_FROM_EXECUTION = {"app.execution.sessions"}
@@ -54,7 +56,7 @@ def test_each_wing_imports_only_its_neighbours():
 
 
 def test_the_pool_is_reached_only_through_the_engine():
-    for path in sorted((APP / "http").rglob("*.py")) + sorted((APP / "streaming").rglob("*.py")):
+    for path in [p for wing in ("http", "streaming", "wyoming") for p in sorted((APP / wing).rglob("*.py"))]:
         assert not {m for m in app_imports(path) if m.startswith("app.execution.pool")}, path
 
 

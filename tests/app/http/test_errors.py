@@ -51,7 +51,8 @@ def test_validation_errors_use_the_envelope(client):
     assert error["param"] == "response_format"
     assert_envelope(client.post("/transcribe", data={"beam_search": "true"}), 422, "invalid_parameter")
     assert_envelope(client.post("/keywords", files=upload(), data={"threshold": "2"}), 422, "invalid_parameter")
-    assert_envelope(client.post("/v1/audio/transcriptions", files=upload(), data={"stream": "true"}), 422)
+    streamed_srt = {"stream": "true", "response_format": "srt"}  # stream=true sends text events only
+    assert_envelope(client.post("/v1/audio/transcriptions", files=upload(), data=streamed_srt), 422, "invalid_parameter")
 
 
 def test_bad_audio(client):

@@ -1,0 +1,137 @@
+"""The Wyoming wing's pieces on their own: the setting, the bounded event reader, audio formats and conversion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings
+from app.wyoming.audio import Format, MonoDecoder, format_problem
+from app.wyoming.connection import word_chunks
+from app.wyoming.framing import MAX_PAYLOAD_BYTES, FramingError, read_event
+
+
+@pytest.mark.parametrize("uri", ["tcp://0.0.0.0:10300", "tcp://[::1]:10300", "unix:///tmp/wyoming.sock"])
+def test_the_setting_takes_tcp_and_unix_uris(uri):
+    assert Settings(wyoming_uri=uri).wyoming_uri == uri
+
+
+@pytest.mark.parametrize("uri", ["tcp://0.0.0.0", "http://0.0.0.0:10300", "tcp://:10300", "tcp://h:99999", "10300"])
+def test_the_setting_refuses_other_uris(uri):
+    with pytest.raises(ValidationError):
+        Settings(wyoming_uri=uri)
+
+
+def test_wyoming_is_off_by_default():
+    assert Settings().wyoming_uri is None and Settings(wyoming_uri="").wyoming_uri is None
+
+
+def read_all(data: bytes) -> list:
+    """Every event (or FramingError) the reader finds in ``data``, until the end or a fatal error."""
+    async def go():
+        reader = asyncio.StreamReader(limit=64 * 1024)
+        reader.feed_data(data)
+        reader.feed_eof()
+        found = []
+        while True:
+            try:
+                event = await read_event(reader)
+            except FramingError as err:
+                found.append(err)
+                if err.fatal:
+                    return found
+                continue
+            if event is None:
+                return found
+            found.append(event)
+    return asyncio.run(go())
+
+
+def test_the_reader_splits_data_and_payload_and_merges_data():
+    data = json.dumps({"width": 2, "channels": 1}).encode()
+    head = {"type": "audio-chunk", "data": {"rate": 16000}, "data_length": len(data), "payload_length": 4}
+    (event,) = read_all(json.dumps(head).encode() + b"\n" + data + b"\x01\x02\x03\x04")
+    assert event.type == "audio-chunk" and event.data == {"rate": 16000, "width": 2, "channels": 1}
+    assert event.payload == b"\x01\x02\x03\x04"
+
+
+def test_the_reader_recovers_from_a_bad_line_but_not_from_bad_lengths():
+    found = read_all(b"{oops\n\n[1, 2]\n" + b'{"type": ""}\n' + b'{"type": "describe"}\n')
+    assert [getattr(f, "code", None) for f in found[:3]] == ["malformed_event"] * 3
+    assert found[3].type == "describe" and len(found) == 4
+    for header, code in [({"type": "x", "payload_length": MAX_PAYLOAD_BYTES + 1}, "event_too_large"),
+                         ({"type": "x", "data_length": "12"}, "malformed_event"),
+                         ({"type": "x", "payload_length": True}, "malformed_event")]:
+        (error,) = read_all(json.dumps(header).encode() + b"\n" + b'{"type": "describe"}\n')
+        assert error.fatal and error.code == code
+    (error,) = read_all(b"x" * 70_000 + b"\n")
+    assert error.fatal and error.code == "event_too_large"
+
+
+def test_the_reader_ends_quietly_on_a_cut_event():
+    assert read_all(b'{"type": "audio-chunk", "payload_length": 10}\n12345') == []
+    assert read_all(b'{"type": "describe"') == []
+
+
+def test_formats():
+    assert format_problem(Format(16000, 2, 1), live=True) is None
+    assert format_problem(Format(44101, 4, 2), live=False) is None  # any rate for a transcription
+    assert "wake words" in format_problem(Format(44101, 2, 1), live=True)
+    assert "width 3" in format_problem(Format(16000, 3, 1), live=False)
+    assert "width 1" in format_problem(Format(16000, 1, 1), live=False)
+    assert "channels" in format_problem(Format(16000, 2, 0), live=False)
+    assert "integer" in format_problem(Format("16000", 2, 1), live=False)
+    assert "rate" in format_problem(Format(10, 2, 1), live=False)
+
+
+def test_mono_decoder_joins_split_frames_and_averages_channels():
+    stereo = np.array([[1000, 3000], [-2000, 2000], [500, 1500]], "<i2")  # (frames, channels)
+    data = stereo.tobytes()
+    decoder = MonoDecoder(Format(16000, 2, 2))
+    out = np.concatenate([decoder.decode(data[:3]), decoder.decode(data[3:7]), decoder.decode(data[7:])])
+    assert np.allclose(out, stereo.mean(axis=1) / 32768) and out.dtype == np.float32
+
+
+def test_transcript_chunks_concatenate_to_the_text():
+    assert word_chunks("") == []
+    assert word_chunks("turn on the lights") == ["turn", " on", " the", " lights"]
+    assert "".join(word_chunks("a b  c")) == "a b  c"
+
+
+def test_connections_past_the_limit_are_refused_and_stop_ends_the_rest():
+    """In-process, on a stand-in engine (describe needs only the cards): one connection allowed."""
+    from types import SimpleNamespace
+
+    from service_testkit import free_port
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+
+    from app.wyoming import WyomingServer
+
+    cards = {"asr": {"task": "asr"}, "kws": {"task": "kws", "labels": ["yes", "no", "_unknown_", "_silence_"]}}
+    port = free_port()
+    settings = Settings(wyoming_uri=f"tcp://127.0.0.1:{port}", stream_max_sessions=1)
+
+    async def go():
+        server = WyomingServer(SimpleNamespace(cards=cards), settings)
+        await server.start()
+        first = AsyncTcpClient("127.0.0.1", port, read_timeout=10)
+        await first.connect()
+        await first.write_event(Describe().event())
+        info = Info.from_event(await first.read_event())
+        async with AsyncTcpClient("127.0.0.1", port, read_timeout=10) as second:
+            refused = await second.read_event()
+            closed = await second.read_event()
+        await server.stop()
+        ended = await first.read_event()
+        await first.disconnect()
+        return info, refused, closed, ended, server.clients
+
+    info, refused, closed, ended, clients = asyncio.run(asyncio.wait_for(go(), 30))
+    assert [m.name for m in info.wake[0].models] == ["yes", "no"] and info.asr[0].models[0].name == "asr"
+    assert refused.type == "error" and refused.data["code"] == "too_many_connections" and closed is None
+    assert ended is None and clients == 0
