@@ -2,11 +2,16 @@
 
 Routes and the pool raise :class:`ServiceError` subclasses; the handlers installed by :func:`install_handlers`
 also turn FastAPI's validation errors, Starlette's 404/405 and unexpected exceptions into the same shape.
+
+Messages are for the client: a value the client sent is quoted with :func:`echo` (cut to a short prefix), and
+:func:`public_message` strips what a library may put into its exception text (source paths, a traceback) from
+every message on its way out, over HTTP and websockets alike.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI, Request
@@ -17,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 __all__ = [
     "ServiceError", "BadRequest", "InvalidParameter", "AudioDecodeError", "PayloadTooLarge", "Unauthorized", "NotFound",
     "Overloaded", "NotReady", "DeadlineExceeded", "WorkerLost", "install_handlers", "error_body", "error_response",
+    "echo", "public_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,8 +90,36 @@ class DeadlineExceeded(ServiceError):
     status, type, code = 504, "server_error", "deadline_exceeded"
 
 
+# How much of a client's value an error message quotes: enough to recognise it, never a 100 kB value echoed whole.
+ECHO_CHARS = 40
+_ECHO_ITEMS = 5
+# A source location or an installed package's path, as libraries put them into their exception text
+# ("/__w/torchcodec/.../SingleStreamDecoder.cpp:1217", ".../site-packages/torch/nn/functional.py").
+_INTERNAL_PATH = re.compile(
+    r"(?:[A-Za-z]:)?[\w.~+@-]*(?:[/\\][\w.~+@-]+)+\.(?:py|pyx|pyi|c|cc|cpp|cxx|cu|cuh|h|hh|hpp|hxx|so|dylib|dll)\b"
+    r"(?::\d+)*|\S*(?:site|dist)-packages\S*")
+
+
+def echo(value: Any, limit: int = ECHO_CHARS) -> str:
+    """A client's value as an error message quotes it: the repr of at most ``limit`` characters, then ``...``
+    when cut. A list quotes its first few items the same way."""
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(echo(item, limit) for item in value[:_ECHO_ITEMS])
+        return f"[{shown}{', ...' if len(value) > _ECHO_ITEMS else ''}]"
+    text = value if isinstance(value, str) else str(value)
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+def public_message(message: str) -> str:
+    """``message`` as a client may see it: its first line (a traceback or a C++ stack never follows), with
+    source paths and installed-package paths replaced by ``<internal>``."""
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    first = first.split("Traceback (most recent call last)")[0].strip()
+    return _INTERNAL_PATH.sub("<internal>", first) or "error"
+
+
 def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+    return {"error": {"message": public_message(message), "type": type_, "code": code, "param": param}}
 
 
 def error_response(error: ServiceError) -> JSONResponse:
@@ -103,7 +137,9 @@ def _from_validation(request: Request, exc: RequestValidationError) -> ServiceEr
     first = errors[0] if errors else {}
     param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
     message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
-                        for e in errors) or "invalid request"
+                        for e in errors[:_ECHO_ITEMS]) or "invalid request"
+    if len(errors) > _ECHO_ITEMS:  # 900 bad list items are 900 problems: the first few say it
+        message += f"; and {len(errors) - _ECHO_ITEMS} more"
     return InvalidParameter(message, param=param)
 
 

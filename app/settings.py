@@ -94,7 +94,11 @@ class Settings(BaseSettings):
     stream_max_buffer_seconds: float = Field(10.0, gt=0, description="Audio a stream may have waiting for the model; "
                                              "beyond it the client gets buffer_overflow and a 1013 close.")
     stream_step_ms: float = Field(80.0, gt=0, description="Audio per model step of a stream (rounded up to the "
-                                  "model's frame); smaller is lower latency, larger is cheaper.")
+                                  "model's frame) unless its session.start asks for another step_ms; smaller is "
+                                  "lower latency, larger is cheaper.")
+    stream_min_step_ms: float = Field(20.0, gt=0, description="Smallest step_ms a session.start may ask for (each "
+                                      "step is a model call: tiny steps cost the most per second of audio).")
+    stream_max_step_ms: float = Field(1000.0, gt=0, description="Largest step_ms a session.start may ask for.")
     stream_ping_interval_seconds: float = Field(20.0, gt=0, description="Websocket pings from the server.")
     stream_ping_timeout_seconds: float = Field(60.0, gt=0, description="A stream whose pong is this late is dropped; "
                                                "generous, so a busy but healthy client is never cut off.")
@@ -126,6 +130,15 @@ class Settings(BaseSettings):
             port = None
         if not ((uri.scheme == "tcp" and uri.hostname and port is not None) or (uri.scheme == "unix" and uri.path)):
             raise ValueError("must be tcp://HOST:PORT or unix:///PATH")
+        return value
+
+    @field_validator("stream_max_step_ms")
+    @classmethod
+    def _step_limits(cls, value: float, info) -> float:
+        low, default = info.data.get("stream_min_step_ms"), info.data.get("stream_step_ms")
+        if low is not None and default is not None and not low <= default <= value:
+            raise ValueError(f"needs stream_min_step_ms ({low:g}) <= stream_step_ms ({default:g}) <= "
+                             f"stream_max_step_ms ({value:g})")
         return value
 
     @field_validator("api_keys", "cors_origins", mode="before")

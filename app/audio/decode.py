@@ -7,6 +7,7 @@ This is CPU work that the routes run in a thread, off the event loop.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -78,7 +79,7 @@ def _decode_container(data: bytes, max_seconds: float | None) -> tuple[torch.Ten
     try:
         decoder = AudioDecoder(data)
     except (RuntimeError, ValueError) as err:
-        raise AudioDecodeError(f"cannot decode the upload as audio: {_first_line(err)}", param="file") from err
+        raise AudioDecodeError(f"could not decode the audio: {_reason(err)}", param="file") from err
     # Refuse long files from the header before paying for the full decode.
     header = decoder.metadata.duration_seconds_from_header
     if max_seconds is not None and header is not None and header > max_seconds * 1.01 + 1:
@@ -86,11 +87,23 @@ def _decode_container(data: bytes, max_seconds: float | None) -> tuple[torch.Ten
     try:
         decoded = decoder.get_all_samples()
     except (RuntimeError, ValueError) as err:
-        raise AudioDecodeError(f"cannot decode the audio stream: {_first_line(err)}", param="file") from err
+        raise AudioDecodeError(f"could not decode the audio: {_reason(err)}", param="file") from err
     return decoded.data.to(torch.float32), int(decoded.sample_rate)
 
 
-def _first_line(err: Exception) -> str:
-    """FFmpeg errors come with a C++ source location first; the reason is the last clause."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text.rsplit(": ", 1)[-1] if ".cpp:" in text else text
+# torchcodec's errors start with the C++ function and source location ("SingleStreamDecoder, /__w/torchcodec/.../
+# SingleStreamDecoder.cpp:70, Failed to open input buffer: End of file"): internals no client should see.
+_SOURCE_LOCATION = re.compile(r"^[^,]*,\s*\S+\.(?:cpp|cc|cxx|c|h|hpp):\d+,\s*")
+
+
+def _reason(err: Exception) -> str:
+    """FFmpeg's reason, in a few words: no source location, no function name, no advice about torchcodec's own
+    parameters ("No audio frames were decoded. This is probably because start_seconds is too high(0)...")."""
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    text = _SOURCE_LOCATION.sub("", text).rsplit(": ", 1)[-1]  # FFmpeg's own reason is the last clause
+    text = text.split(". ")[0].strip(" .")
+    if "stream is unknown" in text:  # "The best audio stream is unknown and there is no specified stream"
+        text = "no audio stream found"
+    if not text or re.search(r"[/\\][\w.-]+[/\\]", text):  # a path left in: say nothing of it
+        return "not a supported audio format"
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import BadRequest
+from ..errors import BadRequest, echo
 from .pcm import float_to_pcm
 
 __all__ = ["encode", "OUTPUT_FORMATS"]
@@ -18,7 +18,7 @@ def encode(samples: torch.Tensor, sample_rate: int, fmt: str) -> bytes:
     if fmt == "pcm":
         return float_to_pcm(clipped.numpy(), "pcm_s16le")
     if fmt not in ("wav", "flac"):
-        raise BadRequest(f"unknown audio format {fmt!r}", code="invalid_parameter", param="response_format")
+        raise BadRequest(f"unknown audio format {echo(fmt)}", code="invalid_parameter", param="response_format")
     from torchcodec.encoders import AudioEncoder
 
     return bytes(AudioEncoder(clipped[None], sample_rate=sample_rate).to_tensor(fmt).numpy())

@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 from ..audio.decode import Audio, decode
 from ..audio.wav import split_pcm_wav
 from ..engine import Engine
-from ..errors import InvalidParameter, NotFound, NotReady, Unauthorized
+from ..errors import InvalidParameter, NotFound, NotReady, Unauthorized, echo
 from ..settings import Settings
 from ..streaming.live import StreamRegistry
 from .metrics import Metrics
@@ -115,14 +115,14 @@ def resolve_model(engine: Engine, settings: Settings, requested: str | None, tas
     name = served_name(engine, settings, requested) if requested is not None else None
     if name is None:
         if requested is not None and requested not in settings.model_aliases:
-            raise NotFound(f"model {requested!r} is not served; GET /v1/models lists the models",
+            raise NotFound(f"model {echo(requested)} is not served; GET /v1/models lists the models",
                            code="model_not_found", param=param)
-        served = [name for name, card in engine.cards.items() if card["task"] == task]
+        served = [name for name, card in engine.cards.items() if card.task == task]
         if not served:
             raise NotFound(f"no {task} model is served", code="model_not_found", param=param)
         return served[0]
-    if engine.cards[name]["task"] != task:
-        raise InvalidParameter(f"model {requested!r} is a {engine.cards[name]['task']} model, not {task}",
+    if engine.cards[name].task != task:
+        raise InvalidParameter(f"model {echo(requested)} is a {engine.cards[name].task} model, not {task}",
                                code="wrong_model_task", param=param)
     return name
 

@@ -1,7 +1,8 @@
 """Prometheus metrics (``prometheus_client``), one registry per app so several apps can live in one process.
 
 Request counts, errors and latency are recorded by :class:`MetricsMiddleware` under the route's path
-template (never the raw URL, which would explode the label set). Audio seconds and real-time factor are
+template (never the raw URL, which would explode the label set): every route has its own label (``/docs``,
+``/openapi.json``, a mount as ``/docs/assets/{path}``), and a path no route matches is ``unmatched``. Audio seconds and real-time factor are
 recorded by the routes; queue depth, workers and active streams are read from the pool at scrape time.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["Metrics", "MetricsMiddleware"]
@@ -72,6 +74,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start, status = time.perf_counter(), 500
+        path, root_path = scope["path"], scope.get("root_path", "")  # as routing saw them (a mount changes them)
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -82,9 +85,26 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = _endpoint(scope, path, root_path)
             self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
             if status >= 400:
                 self.metrics.errors.labels(endpoint, str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+def _endpoint(scope: Scope, path: str, root_path: str) -> str:
+    """The label of a request: its route's path template. FastAPI's routes (included routers' too) record
+    themselves in the scope; the app's plain Starlette routes (``/openapi.json``, ``/docs``, ``/redoc``) and mounts
+    do not, so they are matched here, only for the requests that lack one."""
+    route = scope.get("route")
+    if isinstance(getattr(route, "path", None), str) and route.path:
+        return route.path
+    app = scope.get("app")
+    probe = {**scope, "path": path, "root_path": root_path}
+    for candidate in getattr(getattr(app, "router", None), "routes", ()):
+        if not isinstance(getattr(candidate, "path", None), str):
+            continue  # an included router: its routes set the scope's route themselves
+        match, _ = candidate.matches(probe)
+        if match is not Match.NONE:  # FULL, or PARTIAL: the path is right, the method is not (405)
+            return candidate.path_format if isinstance(candidate, Mount) else candidate.path
+    return "unmatched"

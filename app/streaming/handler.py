@@ -26,13 +26,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..audio.pcm import PcmCodec
 from ..engine import Engine
-from ..errors import InvalidParameter, NotReady, Overloaded, ServiceError, WorkerLost
+from ..errors import InvalidParameter, NotReady, Overloaded, ServiceError, WorkerLost, echo
 from ..http.dependencies import resolve_model
 from ..settings import Settings
 from .connection import INTERNAL, NORMAL, POLICY, TRY_AGAIN_LATER, Closing, Connection, Inbox
 from .live import BufferOverflow, LiveStream, step_samples
-from .messages import (ClientMessage, InputFlush, Mistake, SessionEnd, SessionEnded, SessionStart, SessionStarted,
-                       SessionUpdate, parse_client_message)
+from .messages import (ClientMessage, InputFlush, InputProgress, Mistake, SessionEnd, SessionEnded, SessionStart,
+                       SessionStarted, SessionUpdate, parse_client_message)
 from .protocols import PROTOCOLS, TaskProtocol
 
 __all__ = ["StreamHandler"]
@@ -135,6 +135,7 @@ class StreamHandler:
             await self.conn.error("session_not_started", f"send session.start before {item.type}")
         else:
             try:
+                self._check_step(item.step_ms)
                 model = self._model_for(item)
             except ServiceError as err:
                 await self.conn.error(err.code, err.message)
@@ -147,9 +148,14 @@ class StreamHandler:
         self._check_keywords(model, start.keywords)
         return model
 
+    def _check_step(self, step_ms: float | None) -> None:
+        low, high = self.settings.stream_min_step_ms, self.settings.stream_max_step_ms
+        if step_ms is not None and not low <= step_ms <= high:
+            raise InvalidParameter(f"step_ms must be between {low:g} and {high:g} (this server's limits)")
+
     def _check_keywords(self, model: str, keywords: list[str] | None) -> None:
         if self.task == "kws" and (unknown := self.engine.unknown_keywords(model, keywords)):
-            raise InvalidParameter(f"unknown keywords {unknown}")
+            raise InvalidParameter(f"unknown keywords {echo(unknown)}")
 
     async def _open(self, start: SessionStart, model: str) -> None:
         card = self.engine.cards[model]
@@ -160,18 +166,26 @@ class StreamHandler:
             session = await self.engine.open_stream(model, self.protocol.pool_options(), deadline)
         except ServiceError as err:
             raise failure_closing(err) from None
-        rate = int(card["sample_rate"])
+        rate = card.sample_rate
+        step = step_samples(session.info.get("quantum", 1), rate, start.step_ms or self.settings.stream_step_ms)
         self.stream = LiveStream(
-            session, client_rate=start.sample_rate, model_rate=rate,
-            step=step_samples(session.info.get("quantum", 1), rate, self.settings.stream_step_ms),
+            session, client_rate=start.sample_rate, model_rate=rate, step=step,
             max_buffered=int(self.settings.stream_max_buffer_seconds * rate),
-            deadline_seconds=self.settings.request_timeout_seconds, deliver=self.protocol.on_step)
+            deadline_seconds=self.settings.request_timeout_seconds, deliver=self._deliver)
         self.protocol.stream = self.stream
-        latency = int(session.info.get("latency", card.get("algorithmic_latency_samples", 0)))
+        latency = int(session.info.get("latency", card.algorithmic_latency_samples))
         await self.conn.send(SessionStarted(
             session_id=self.session_id, model=model, task=self.task, sample_rate=rate,
             input_sample_rate=start.sample_rate, encoding=start.encoding, algorithmic_latency_samples=latency,
-            algorithmic_latency_ms=round(1000 * latency / rate, 3)))
+            algorithmic_latency_ms=round(1000 * latency / rate, 3), step_samples=step,
+            step_ms=round(1000 * step / rate, 3)))
+
+    async def _deliver(self, result: object) -> None:
+        """A step's results, then (``progress``) how much audio the model has consumed."""
+        await self.protocol.on_step(result)
+        if self.protocol.start.progress:
+            stepped = self.stream.stepped
+            await self.conn.send(InputProgress(samples=stepped, end=round(stepped / self.stream.model_rate, 6)))
 
     # ---- after session.start -----------------------------------------------------------------------------------
     async def _after_start(self, item: bytes | ClientMessage) -> bool:

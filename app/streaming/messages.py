@@ -11,13 +11,16 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from model_zoo.nets import TaskName
 from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
+
+from ..errors import echo, public_message
 
 __all__ = [
     "STREAM_SAMPLE_RATES", "SessionStart", "SessionUpdate", "InputFlush", "SessionEnd", "ClientMessage",
     "client_message", "Mistake", "parse_client_message", "SessionStarted", "StreamWord", "TranscriptPartial",
-    "TranscriptFinal", "KeywordDetected", "SessionEnded", "StreamError",
+    "TranscriptFinal", "KeywordDetected", "InputProgress", "SessionEnded", "StreamError",
 ]
 
 # Rates a stream may use: the streaming resampler builds torchaudio's polyphase kernel for the reduced ratio,
@@ -43,6 +46,11 @@ class SessionStart(_Message):
     keywords: list[str] | None = Field(None, description="keywords: only these (default: all of the model's).")
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="keywords: minimum probability of a detection.")
     hop: float = Field(DEFAULT_HOP_SECONDS, ge=0.05, le=1.0, description="keywords: seconds between one-second windows.")
+    step_ms: float | None = Field(None, gt=0, description="Audio per model step, in ms (rounded up to the model's "
+                                  "frame), within the server's stream_min_step_ms..stream_max_step_ms; default "
+                                  "stream_step_ms. Smaller is lower latency (20 for a live monitor), larger is cheaper.")
+    progress: bool = Field(False, description="Send input.progress after every model step: how much of the audio "
+                           "the model has consumed (all of a step's results are sent before it).")
 
     @field_validator("sample_rate")
     @classmethod
@@ -96,7 +104,10 @@ def parse_client_message(text: str) -> ClientMessage | Mistake:
         return client_message.validate_json(text)
     except ValidationError as err:
         first = err.errors()[0]
-        return Mistake(_MISTAKE_CODES.get(first["type"], "invalid_message"), first["msg"])
+        message = first["msg"]
+        if first["type"] == "union_tag_invalid":  # pydantic's message quotes the whole tag, however long
+            message = f"unknown message type {echo(first['ctx']['tag'])}; expected {first['ctx']['expected_tags']}"
+        return Mistake(_MISTAKE_CODES.get(first["type"], "invalid_message"), message)
 
 
 # ---- server -> client ------------------------------------------------------------------------------------------
@@ -104,12 +115,15 @@ class SessionStarted(BaseModel):
     type: Literal["session.started"] = "session.started"
     session_id: str
     model: str
-    task: Literal["asr", "kws", "denoise"]
+    task: TaskName
     sample_rate: int = Field(description="The model's rate (audio is resampled to it).")
     input_sample_rate: int
     encoding: str
     algorithmic_latency_samples: int = Field(description="At the model's rate.")
     algorithmic_latency_ms: float
+    step_samples: int = Field(description="Audio per model step at the model's rate (step_ms rounded up to the "
+                              "model's frame).")
+    step_ms: float = Field(description="step_samples in ms.")
 
 
 class StreamWord(BaseModel):
@@ -144,6 +158,14 @@ class KeywordDetected(BaseModel):
     score: float
 
 
+class InputProgress(BaseModel):
+    """After every model step of a session started with ``progress``: the audio the model has consumed."""
+
+    type: Literal["input.progress"] = "input.progress"
+    samples: int = Field(description="Samples consumed so far, at the model's rate (session.started's sample_rate).")
+    end: float = Field(description="samples in seconds.")
+
+
 class SessionEnded(BaseModel):
     type: Literal["session.ended"] = "session.ended"
     session_id: str
@@ -156,3 +178,8 @@ class StreamError(BaseModel):
     type: Literal["error"] = "error"
     code: str
     message: str
+
+    @field_validator("message")
+    @classmethod
+    def _public(cls, message: str) -> str:
+        return public_message(message)  # as over HTTP: no source path or traceback reaches a client

@@ -18,6 +18,7 @@ NaN thresholds, unknown response formats, empty keyword lists.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -25,7 +26,10 @@ import httpx
 import numpy as np
 from hypothesis import strategies as st
 
-__all__ = ["Upload", "uploads", "wav_with_header", "request_for", "ENDPOINT_FIELDS"]
+__all__ = ["Upload", "uploads", "wav_with_header", "request_for", "ENDPOINT_FIELDS", "INTERNALS"]
+
+# What no error body may show, whatever was sent: a library's source file or installed path, or a traceback.
+INTERNALS = re.compile(r"[/\\][\w.-]+\.(?:py|pyx|cpp|cc|cxx|c|h|hpp|so)\b|site-packages|dist-packages|Traceback")
 
 RAW_ENCODINGS = {"pcm_s16le": "<i2", "pcm_s32le": "<i4", "pcm_f32le": "<f4"}
 ODD_RATES = [0, 1, 7, 999, 1000, 8000, 11025, 16000, 44100, 44101, 48000, 383999, 384000, 384001, 2**31 - 1,

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from bad_input import Upload, request_for, uploads, wav_with_header
+from bad_input import INTERNALS, Upload, request_for, uploads, wav_with_header
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -81,6 +81,7 @@ def assert_error_envelope(content_type: str, body: bytes) -> None:
     assert content_type.startswith("application/json"), content_type
     error = json.loads(body)["error"]
     assert set(error) == {"message", "type", "code", "param"} and error["message"], error
+    assert not INTERNALS.search(error["message"]), error  # no library path or traceback reaches a client
 
 
 def assert_correct_answer(endpoint: str, upload: Upload, response: httpx.Response) -> None:

@@ -19,7 +19,7 @@ import torch
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
 from service_testkit import settings_for, signal, start_server, stop_server, wait_ready, wav_bytes
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 from websockets.sync.client import connect
 
@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-test-7f3a9c0d5e"
 OPS_PATHS = {"/health", "/health/live", "/health/ready", "/metrics"}
 DOC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# The JavaScript and CSS of the docs pages (the files of fastapi-offline): public, like the pages.
+DOC_MOUNTS = {"/docs/assets"}
 # The demo page: static HTML that asks its user for a key and sends it with every call it makes.
 PUBLIC_PAGES = {"/"}
 CLIP = wav_bytes(signal(0.3), 16000)
@@ -107,8 +109,10 @@ def test_every_other_route_is_documentation_or_a_keyed_websocket(keyed_app):
     assert all(r.response_class.media_type == "text/html" for r in pages), pages
     docs = {r.path for r in others if isinstance(r, Route)}
     assert docs <= DOC_PATHS, docs - DOC_PATHS
+    mounts = {r.path for r in others if isinstance(r, Mount)}
+    assert mounts <= DOC_MOUNTS, mounts - DOC_MOUNTS
     sockets = [r for r in others if isinstance(r, (WebSocketRoute, APIWebSocketRoute))]
-    assert len(docs) + len(sockets) == len(others), others
+    assert len(docs) + len(mounts) + len(sockets) == len(others), others
     client = TestClient(keyed_app)
     for route in sockets:
         with pytest.raises(WebSocketDisconnect):

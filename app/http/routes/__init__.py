@@ -1,5 +1,5 @@
 """Routers, one per concern: transcription (native and OpenAI), denoising, keywords, operations (models,
-health, metrics), the streaming websockets and the demo page."""
+health, metrics), the streaming websockets, the demo page and the API docs pages (``/docs``, ``/redoc``)."""
 
 from ..schemas import ErrorOut
 

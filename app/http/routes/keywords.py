@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form
 
 from ..dependencies import AudioCall, AudioUpload, require_api_key
-from ...errors import InvalidParameter
+from ...errors import InvalidParameter, echo
 from ..schemas import ClassScoreOut, DetectionOut, KeywordsForm, KeywordsOut
 from . import AUDIO_ERRORS
 
@@ -24,8 +24,8 @@ async def keywords(file: AudioUpload, form: Annotated[KeywordsForm, Form()], cal
     if form.keywords:
         unknown = call.engine.unknown_keywords(model, form.keywords)
         if unknown:
-            raise InvalidParameter(f"unknown keywords {unknown}; the model knows "
-                                   f"{sorted(call.engine.cards[model]['labels'])}", param="keywords[]")
+            raise InvalidParameter(f"unknown keywords {echo(unknown)}; the model knows "
+                                   f"{sorted(call.engine.cards[model].labels or ())}", param="keywords[]")
         wanted = set(form.keywords)
     audio = await call.read(file, form)
     result = await call.engine.keywords(model, audio, hop=form.hop, threshold=form.threshold, keywords=wanted,

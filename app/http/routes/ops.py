@@ -6,8 +6,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from model_zoo.card import ModelCard
+
 from ...engine import Engine
-from ...errors import NotFound
+from ...errors import NotFound, echo
 from ...settings import Settings
 from ..dependencies import get_engine, get_settings, require_api_key, require_ops_key, served_name
 from ..schemas import ErrorOut, HealthOut, ModelList, ModelOut, ReadyOut
@@ -18,12 +20,11 @@ health_router = APIRouter(tags=["operations"], dependencies=[Depends(require_ops
                           responses={401: {"model": ErrorOut}})
 
 
-def _model_out(name: str, card: dict, created: int) -> ModelOut:
-    rate = int(card["sample_rate"])
-    latency = int(card.get("algorithmic_latency_samples", 0))
-    return ModelOut(id=name, created=created, task=card["task"], sample_rate=rate, streaming=True,
+def _model_out(name: str, card: ModelCard, created: int) -> ModelOut:
+    rate, latency = card.sample_rate, card.algorithmic_latency_samples
+    return ModelOut(id=name, created=created, task=card.task, sample_rate=rate, streaming=True,
                     algorithmic_latency_samples=latency, algorithmic_latency_ms=round(1000 * latency / rate, 3),
-                    parameters=card.get("parameters"), labels=card.get("labels"))
+                    parameters=card.parameters, labels=None if card.labels is None else list(card.labels))
 
 
 @models_router.get("", response_model=ModelList, response_model_exclude_none=True)
@@ -39,7 +40,7 @@ async def get_model(model_id: str, request: Request, engine: Engine = Depends(ge
     """A served model, or an alias clients send (``whisper-1``) under its own id, as POST accepts it."""
     name = served_name(engine, settings, model_id)
     if name is None:
-        raise NotFound(f"model {model_id[:64]!r} is not served", code="model_not_found", param="model_id")
+        raise NotFound(f"model {echo(model_id)} is not served", code="model_not_found", param="model_id")
     return _model_out(model_id, engine.cards[name], request.app.state.started)
 
 

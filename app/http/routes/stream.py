@@ -10,6 +10,8 @@ from typing import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, WebSocket
 
+from model_zoo.nets import for_every_task
+
 from ...engine import Engine
 from ...settings import Settings
 from ...streaming.connection import refuse_handshake, refuse_key
@@ -19,8 +21,9 @@ from ..dependencies import get_engine, get_settings, get_streams, stream_key_pro
 
 router = APIRouter(prefix="/v1/stream", tags=["streaming"])
 
-# path -> the task of the models it serves
-TASKS = {"denoise": "denoise", "transcribe": "asr", "keywords": "kws"}
+# task -> the path of its stream, for each task of model_zoo.nets.TASKS (checked at import)
+PATHS: dict[str, str] = for_every_task({"denoise": "denoise", "asr": "transcribe", "kws": "keywords"},
+                                       "app.http.routes.stream.PATHS")
 
 
 async def stream(websocket: WebSocket, task: str, key_problem: str | None, settings: Settings,
@@ -55,5 +58,5 @@ def _endpoint(task: str) -> Callable[..., Awaitable[None]]:
     return endpoint
 
 
-for _path, _task in TASKS.items():
+for _task, _path in PATHS.items():
     router.add_api_websocket_route(f"/{_path}", _endpoint(_task), name=f"stream_{_path}")
