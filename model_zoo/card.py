@@ -4,9 +4,8 @@ A card read from JSON and written back is the same JSON, key for key and in the 
 does not know are kept in :attr:`ModelCard.extra`, and the order of the keys read is remembered. Files and
 validation against the task registry live in :mod:`model_zoo.checkpoint`; this module knows only the card.
 
-Reading a card like a dict (``card["sample_rate"]``, ``card.get("labels")``) still works, and gives what the
-JSON holds (lists, not tuples), for code not yet moved to the attributes (the service in ``app/``); new code
-reads attributes.
+A card is read by its attributes only; it is deliberately not a mapping (no ``card["sample_rate"]``), so untyped
+reads cannot come back. :meth:`ModelCard.to_dict` gives the JSON object. Cards cross process pipes by pickle.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ _SEQUENCES = ("labels", "vocab")  # JSON lists held as tuples: a card is immutab
 
 
 @dataclass(frozen=True)
-class ModelCard(Mapping[str, Any]):
+class ModelCard:
     """One checkpoint's card. Every card has ``format`` and the six fields without a default
     (:func:`model_zoo.checkpoint.save` writes them); the others are ``None`` when the card does not have them."""
 
@@ -111,18 +110,6 @@ class ModelCard(Mapping[str, Any]):
     def _items(self) -> Iterator[tuple[str, Any]]:
         for key in self._keys():
             yield key, self._json_value(key)
-
-    # ---- read-only mapping: the JSON view (see the module docstring) -------------------------------------------
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.extra and (key not in _JSON_FIELDS or key not in self._keys()):
-            raise KeyError(key)
-        return self._json_value(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
 
     __hash__ = None  # type: ignore[assignment]  # it holds dicts
 

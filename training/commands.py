@@ -44,10 +44,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = select_device(args.device)
     model = model_zoo.load(args.checkpoint, device=device)
-    card_recipe = model.card.get("recipe") or {}
+    card_recipe = model.card.recipe or {}
     fields = {f.name for f in dataclasses.fields(Recipe)}
     recipe = Recipe(**{k: v for k, v in card_recipe.items() if k in fields}) if card_recipe else Recipe(
-        name="evaluate", task=model.card["task"], data="synthetic", data_root=args.data)
+        name="evaluate", task=model.card.task, data="synthetic", data_root=args.data)
     recipe = dataclasses.replace(recipe, data_root=args.data or recipe.data_root, data=args.source or recipe.data)
     options = {}
     if args.threshold is not None:

@@ -10,15 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
-from model_zoo.pipelines.asr import beam_decoder, ships_language_model
-from model_zoo.nets.ctc import BeamSearchDecoder, NgramLanguageModel, WordLanguageModel, greedy_decode
+from model_zoo.nets import for_every_task
+from model_zoo.nets.ctc import BeamSearchDecoder, NgramLanguageModel, WordLanguageModel
+from model_zoo.pipelines.asr import Recognizer, clip_logits, ships_language_model
 from model_zoo.vocab import ASR_VOCAB
 
 from .metrics import ASRMetrics, DenoiseMetrics, KWSMetrics
@@ -173,25 +173,23 @@ def _recognized_clips(model: nn.Module, loader: DataLoader, device: torch.device
     for i, (waves, lengths, texts) in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        logits = model(waves.to(device)).cpu()
-        frames = net.output_lengths(lengths)
-        yield list(texts), [logits[b, :, : int(frames[b])] for b in range(len(texts))]
+        yield list(texts), clip_logits(net, model(waves.to(device)).cpu(), lengths)
 
 
 @torch.no_grad()
 def asr_evaluate(model: nn.Module, loader: DataLoader, device: torch.device, max_batches: int | None) -> dict:
     """Greedy WER and CER; also ``wer_lm`` and ``cer_lm``, beam search with the network's language model when it
-    has one (:func:`model_zoo.pipelines.asr.beam_decoder`: the card's n-gram, or the word bigram that
-    ``model_zoo.load`` and ``finish_run`` attach)."""
+    has one (:class:`model_zoo.pipelines.asr.Recognizer`'s beam search: the card's n-gram, or the word bigram
+    that ``model_zoo.load`` and ``finish_run`` attach). Decoded as the service decodes."""
     metrics, with_lm = ASRMetrics(), ASRMetrics()
     net = unwrap(model)
-    beam = beam_decoder(net) if ships_language_model(net) else None
+    recognizer, lm = Recognizer(net), ships_language_model(net)
     for texts, clips in _recognized_clips(model, loader, device, max_batches):
-        metrics.update(texts, [greedy_decode(clip, net.frame_seconds).text for clip in clips])
-        if beam is not None:
-            with_lm.update(texts, [beam(clip, net.frame_seconds).text for clip in clips])
+        metrics.update(texts, [recognizer.decode(clip, beam_search=False).text for clip in clips])
+        if lm:
+            with_lm.update(texts, [recognizer.decode(clip, beam_search=True).text for clip in clips])
     scores = metrics.compute()
-    if beam is not None:
+    if lm:
         scores.update({f"{name}_lm": value for name, value in with_lm.compute().items() if name in ("wer", "cer")})
     return scores
 
@@ -246,11 +244,12 @@ class TaskSpec:
     higher_is_better: bool
 
 
-TASK_SPECS: dict[str, TaskSpec] = {
+# How each task of model_zoo.nets.TASKS trains, checked at import: a task cannot be added without one.
+TASK_SPECS: dict[str, TaskSpec] = for_every_task({
     "kws": TaskSpec(kws_loss, kws_evaluate, None, 64, "accuracy", True),
     "denoise": TaskSpec(denoise_loss, denoise_evaluate, denoise_collate, 4, "si_snr_improvement", True),
     "asr": TaskSpec(asr_loss, asr_evaluate, pad_collate, 16, "wer", False),
-}
+}, "training.tasks.TASK_SPECS")
 
 
 def move_batch(batch, device: torch.device):

@@ -3,8 +3,9 @@
 A runner wraps one loaded network. ``forward`` takes several requests' rows at once, pads them at the end to
 the longest (all networks are causal, so end padding never changes earlier outputs), calls the network once
 and crops each output back. Sessions keep a model state per caller; ``step`` advances many sessions in one
-call by stacking their states (see :mod:`app.execution.states`). No model math lives here: the networks and
-``model_zoo``'s decoders do the work, this only batches, crops and converts.
+call by stacking their states (see :mod:`app.execution.states`). No model math and no task rule lives here: the
+networks and ``model_zoo.pipelines`` (decoding, keyword windows, the end of a denoising stream) do the work;
+this only batches, crops and converts.
 
 Everything returned is plain Python / numpy so it crosses a process pipe cheaply.
 """
@@ -19,14 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_zoo.nets.ctc import BeamSearchDecoder, Transcript, greedy_decode
-from model_zoo.pipelines.asr import beam_decoder
-from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS
+from model_zoo.card import ModelCard
+from model_zoo.nets import for_every_task
+from model_zoo.nets.ctc import Transcript
+from model_zoo.pipelines.asr import Recognizer, clip_logits
+from model_zoo.pipelines.denoise import padded_length, stream_end
+from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, LiveWindows
 
 from . import states as state_tree
 
-__all__ = ["Runner", "AsrRunner", "DenoiseRunner", "KwsRunner", "WorkerSession", "KeywordSession",
-           "make_runner"]
+__all__ = ["Runner", "AsrRunner", "DenoiseRunner", "KwsRunner", "WorkerSession", "RUNNERS", "make_runner"]
 
 
 @dataclass
@@ -55,19 +58,18 @@ class Runner:
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         self.model, self.device = model, device
-        self.card: dict[str, Any] = model.card
+        self.card: ModelCard = model.card
 
-    @property
-    def pad_multiple(self) -> int:
-        return 1
+    def padded(self, length: int) -> int:
+        """The length a batch whose longest row has ``length`` samples is padded to."""
+        return length
 
     # ---- whole clips ------------------------------------------------------------------------------------------
     def forward(self, items: list[tuple[np.ndarray, dict]]) -> list[Any]:
         """``items``: ``(rows (R_i, L_i) float32, options)`` -> one result per item."""
         rows = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a, _ in items]
         lengths = [r.shape[-1] for r in rows for _ in range(r.shape[0])]
-        longest = max(lengths)
-        longest += -longest % self.pad_multiple
+        longest = self.padded(max(lengths))
         batch = torch.cat([F.pad(r, (0, longest - r.shape[-1])) for r in rows]).to(self.device)
         with torch.inference_mode():
             outputs = self.call(batch)
@@ -130,38 +132,31 @@ class Runner:
 
     def warmup(self) -> None:
         """One call on a second of silence, so the first request does not pay for lazy initialisation."""
-        rate = int(self.card["sample_rate"])
-        self.forward([(np.zeros((1, rate), np.float32), {})])
+        self.forward([(np.zeros((1, self.card.sample_rate), np.float32), {})])
 
 
 class AsrRunner(Runner):
-    """CTC recognizer: logits per clip, decoded here (greedy or beam) with word times."""
+    """CTC recognizer: logits per clip, decoded by :class:`model_zoo.pipelines.asr.Recognizer`."""
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         super().__init__(model, device)
-        self.vocab = tuple(self.card["vocab"])
-        self._beam: BeamSearchDecoder | None = None
+        self.recognizer = Recognizer(model)
 
     def decode(self, logits: torch.Tensor, options: dict) -> Transcript:
         """``logits (vocab, frames)``; options: ``beam_search``, ``offset`` (seconds added to word times)."""
-        offset = float(options.get("offset", 0.0))
-        if options.get("beam_search"):
-            if self._beam is None:  # built on first use: flashlight's decoder is not free to construct
-                self._beam = beam_decoder(self.model)
-            return self._beam(logits, self.model.frame_seconds, offset=offset)
-        return greedy_decode(logits, self.model.frame_seconds, vocab=self.vocab, offset=offset)
+        return self.recognizer.decode(logits, beam_search=bool(options.get("beam_search")),
+                                      offset=float(options.get("offset", 0.0)))
 
     def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> Transcript:
-        frames = self.model.output_lengths(torch.tensor(lengths))
-        return self.decode(outputs[0, :, : int(frames[0])].cpu(), options)
+        return self.decode(clip_logits(self.model, outputs, lengths)[0].cpu(), options)
 
     @property
     def stream_quantum(self) -> int:
-        return int(round(self.model.frame_seconds * int(self.card["sample_rate"])))
+        return int(round(self.model.frame_seconds * self.card.sample_rate))
 
     def _segment_logits(self, session: WorkerSession) -> torch.Tensor:
         if not session.outputs:
-            return torch.zeros(len(self.vocab), 0)
+            return torch.zeros(len(self.recognizer.vocab), 0)
         if len(session.outputs) > 1:  # keep one array, so each partial does not concatenate the segment again
             session.outputs[:] = [np.concatenate(session.outputs, axis=-1)]
         return torch.from_numpy(session.outputs[0])
@@ -174,8 +169,8 @@ class AsrRunner(Runner):
         if not (session.live and session.options.get("interim_results", True)) or output.shape[-1] == 0:
             return None
         # Partials are greedy whatever the final decoder: cheap, and stable enough to show while speaking.
-        return greedy_decode(self._segment_logits(session), self.model.frame_seconds, vocab=self.vocab,
-                             offset=session.segment_start * self.model.frame_seconds)
+        return self.recognizer.decode(self._segment_logits(session), beam_search=False,
+                                      offset=session.segment_start * self.model.frame_seconds)
 
     def segment(self, session: WorkerSession) -> Transcript:
         logits = self._segment_logits(session)
@@ -189,11 +184,11 @@ class AsrRunner(Runner):
 
 
 class DenoiseRunner(Runner):
-    """Waveform enhancer: same length out as in; sessions flush the last partial block at the end."""
+    """Waveform enhancer: same length out as in; batches and streams keep to its blocks
+    (:mod:`model_zoo.pipelines.denoise`)."""
 
-    @property
-    def pad_multiple(self) -> int:
-        return int(self.model.block_length)
+    def padded(self, length: int) -> int:
+        return padded_length(self.model, length)
 
     def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> np.ndarray:
         return outputs[0, : lengths[0]].float().cpu().numpy()
@@ -211,69 +206,36 @@ class DenoiseRunner(Runner):
 
     def finish(self, session: WorkerSession) -> np.ndarray:
         """Whole output (long uploads) or, for a live stream, the rest: as many samples in total as went in."""
-        with torch.inference_mode():
-            tail, session.state = self.model.flush(session.state)
-        parts = session.outputs + [tail[0].float().cpu().numpy()]
-        return np.concatenate(parts)[: session.samples - session.emitted]
-
-
-@dataclass
-class KeywordSession:
-    """A live keyword session: the last window of audio, and where the next window starts.
-
-    The classifier was trained on one-second clips, so a stream is scored exactly as ``POST /keywords`` scores a
-    file: windows of ``window`` samples every ``hop`` samples. The state is the audio of the current window.
-    """
-
-    window: int
-    hop: int
-    history: np.ndarray  # the last ``window`` samples (fewer at the start)
-    samples: int = 0  # samples received so far
-    next_start: int = 0  # first sample of the next window to score
-    last_start: int | None = None  # first sample of the last window scored
+        rest, session.state = stream_end(self.model, session.state, session.outputs, session.samples,
+                                         session.emitted)
+        return rest
 
 
 class KwsRunner(Runner):
     """Keyword classifier: every row (a window) -> class probabilities ``(rows, classes)``.
 
-    Live sessions keep the window's audio and score every complete window; the windows of all sessions stepped
-    together go through the network as one batch.
+    Live sessions are :class:`model_zoo.pipelines.kws.LiveWindows`, the windows of ``POST /keywords`` as the
+    audio arrives; the windows of all sessions stepped together go through the network as one batch.
     """
 
     def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> np.ndarray:
         return outputs.float().softmax(dim=-1).cpu().numpy()
 
-    def open(self, options: dict) -> KeywordSession:
-        rate = int(self.card["sample_rate"])
-        hop = max(1, int(round(float(options.get("hop", DEFAULT_HOP_SECONDS)) * rate)))
-        return KeywordSession(window=rate, hop=hop, history=np.zeros(0, np.float32))
+    def open(self, options: dict) -> LiveWindows:
+        return LiveWindows(self.card.sample_rate, float(options.get("hop", DEFAULT_HOP_SECONDS)))
 
-    def step(self, sessions: list[KeywordSession], chunks: list[np.ndarray]) -> list[list[tuple[int, np.ndarray]]]:
+    def step(self, sessions: list[LiveWindows], chunks: list[np.ndarray]) -> list[list[tuple[int, np.ndarray]]]:
         """Each session's newly complete windows as ``[(start sample, probabilities)]``."""
-        windows: list[tuple[int, int, np.ndarray]] = []  # (session index, start, audio)
-        for i, (stream, chunk) in enumerate(zip(sessions, chunks)):
-            stream.history = np.concatenate([stream.history, np.asarray(chunk, np.float32)])
-            stream.samples += len(chunk)
-            while stream.next_start + stream.window <= stream.samples:
-                offset = stream.next_start - (stream.samples - len(stream.history))
-                windows.append((i, stream.next_start, stream.history[offset:offset + stream.window]))
-                stream.last_start = stream.next_start
-                stream.next_start += stream.hop
-            stream.history = stream.history[-stream.window:]
+        windows = [(i, start, audio) for i, (stream, chunk) in enumerate(zip(sessions, chunks))
+                   for start, audio in stream.push(chunk)]
         return self._score(len(sessions), windows)
 
-    def finish(self, stream: KeywordSession) -> list[tuple[int, np.ndarray]]:
-        """The windows ``POST /keywords`` adds at the end: a short clip padded to one window, or the last
-        window of the clip when the hops stopped short of its end."""
-        if stream.last_start is None:
-            tail = [(0, np.pad(stream.history, (0, stream.window - len(stream.history))))] if stream.samples else []
-        elif stream.last_start + stream.window < stream.samples:
-            tail = [(stream.samples - stream.window, stream.history[-stream.window:])]
-        else:
-            tail = []
-        return self._score(1, [(0, start, audio) for start, audio in tail])[0]
+    def finish(self, stream: LiveWindows) -> list[tuple[int, np.ndarray]]:
+        """The tail rule's window, as ``POST /keywords`` adds it at the end of a clip."""
+        return self._score(1, [(0, start, audio) for start, audio in stream.finish()])[0]
 
     def _score(self, count: int, windows: list[tuple[int, int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
+        """``windows`` ``[(session index, start, audio)]`` of ``count`` sessions -> each one's scored windows."""
         results: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(count)]
         if not windows:
             return results
@@ -283,6 +245,10 @@ class KwsRunner(Runner):
         return results
 
 
+# The runner of each task of model_zoo.nets.TASKS, checked at import: a task cannot be added without one.
+RUNNERS: dict[str, type[Runner]] = for_every_task({"asr": AsrRunner, "denoise": DenoiseRunner, "kws": KwsRunner},
+                                                  "app.execution.runners.RUNNERS")
+
+
 def make_runner(model: nn.Module, device: torch.device) -> Runner:
-    kinds = {"asr": AsrRunner, "denoise": DenoiseRunner, "kws": KwsRunner}
-    return kinds[model.card["task"]](model, device)
+    return RUNNERS[model.card.task](model, device)

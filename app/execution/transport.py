@@ -19,6 +19,8 @@ import queue
 import threading
 from typing import Any, Callable
 
+from model_zoo.card import ModelCard
+
 from ..errors import WorkerLost
 from .worker import Job, Worker, WorkerSpec, serve
 
@@ -48,7 +50,7 @@ class WorkerHandle:
         self.spec, self.loop, self.on_exit = spec, loop, on_exit
         self.name = f"{self.kind}-{next(_names)}"
         self.ready: asyncio.Future = loop.create_future()
-        self.cards: dict[str, dict] = {}
+        self.cards: dict[str, ModelCard] = {}  # pickled across the pipe (frozen dataclasses pickle as they are)
         self.pid: int | None = None
         self.alive = False
 

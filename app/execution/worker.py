@@ -20,6 +20,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from model_zoo.card import ModelCard
+
 __all__ = ["Job", "Failure", "WorkerSpec", "Worker", "serve"]
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class Worker:
         self.runners: dict[str, Any] = {}
         self.sessions: dict[str, Any] = {}
 
-    def load(self) -> dict[str, dict]:
+    def load(self) -> dict[str, ModelCard]:
         """Load (and warm up) every model; returns the cards by served name."""
         import torch
 

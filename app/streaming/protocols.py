@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from model_zoo.card import ModelCard
+from model_zoo.nets import for_every_task
 from model_zoo.pipelines.kws import DetectionRuns
 
 from ..audio.length import fit_length
@@ -27,9 +29,9 @@ class TaskProtocol:
     """What a task sends for each step result, at ``input.flush`` and at the end. ``stream`` is set once the
     session is open; ``codec`` is the connection's PCM codec (the client's encoding)."""
 
-    def __init__(self, conn: Connection, start: SessionStart, card: dict, codec: PcmCodec) -> None:
+    def __init__(self, conn: Connection, start: SessionStart, card: ModelCard, codec: PcmCodec) -> None:
         self.conn, self.start, self.card, self.codec = conn, start, card, codec
-        self.rate = int(card["sample_rate"])
+        self.rate = card.sample_rate
         self.stream: LiveStream | None = None
 
     def pool_options(self) -> dict:
@@ -48,7 +50,7 @@ class TaskProtocol:
 class DenoiseProtocol(TaskProtocol):
     """Enhanced audio back in the client's encoding and rate; as many samples in total as were sent."""
 
-    def __init__(self, conn: Connection, start: SessionStart, card: dict, codec: PcmCodec) -> None:
+    def __init__(self, conn: Connection, start: SessionStart, card: ModelCard, codec: PcmCodec) -> None:
         super().__init__(conn, start, card, codec)
         self.back = StreamResampler(self.rate, start.sample_rate)
         self.sent = 0
@@ -71,7 +73,7 @@ class DenoiseProtocol(TaskProtocol):
 class TranscribeProtocol(TaskProtocol):
     """Greedy partials while audio arrives; a final per segment (``input.flush``) and at the end."""
 
-    def __init__(self, conn: Connection, start: SessionStart, card: dict, codec: PcmCodec) -> None:
+    def __init__(self, conn: Connection, start: SessionStart, card: ModelCard, codec: PcmCodec) -> None:
         super().__init__(conn, start, card, codec)
         self.interim, self.word_times = start.interim_results, start.word_timestamps
         self.segment, self.segment_start, self.last_partial = 0, 0.0, ""
@@ -112,9 +114,9 @@ class TranscribeProtocol(TaskProtocol):
 class KeywordsProtocol(TaskProtocol):
     """keyword.detected as each run of windows ends, exactly as ``POST /keywords`` finds them."""
 
-    def __init__(self, conn: Connection, start: SessionStart, card: dict, codec: PcmCodec) -> None:
+    def __init__(self, conn: Connection, start: SessionStart, card: ModelCard, codec: PcmCodec) -> None:
         super().__init__(conn, start, card, codec)
-        self.runs = DetectionRuns(card["labels"], rate=self.rate, window=self.rate, threshold=start.threshold,
+        self.runs = DetectionRuns(card.labels or (), rate=self.rate, threshold=start.threshold,
                                   keywords=start.keywords)
 
     def pool_options(self) -> dict:
@@ -141,5 +143,6 @@ class KeywordsProtocol(TaskProtocol):
         await self._send(self.runs.close())
 
 
-PROTOCOLS: dict[str, type[TaskProtocol]] = {"denoise": DenoiseProtocol, "asr": TranscribeProtocol,
-                                            "kws": KeywordsProtocol}
+# The protocol of each task of model_zoo.nets.TASKS, checked at import: a task cannot be added without one.
+PROTOCOLS: dict[str, type[TaskProtocol]] = for_every_task(
+    {"denoise": DenoiseProtocol, "asr": TranscribeProtocol, "kws": KeywordsProtocol}, "app.streaming.protocols.PROTOCOLS")

@@ -1,11 +1,16 @@
-"""Keyword spotting rules: one-second windows, the detection rule and runs of detections.
+"""Keyword spotting rules: one-second windows, the tail rule, the detection rule and runs of detections.
 
 The classifier is trained on one-second clips, so audio of any length is scored in windows of one second
-every ``hop`` seconds (:func:`window_starts`). A window *detects* a keyword when that keyword is the top
-class of all classes (``_unknown_`` and ``_silence_`` included) and its probability is at least the threshold
-(:func:`detected_keywords`). A detection is a run of consecutive windows that detect the same keyword: it
-spans those windows and scores their maximum (:class:`DetectionRuns`, which consumes windows in order and
-hands back each detection as soon as its run ends, so a file and a live stream give the same detections).
+(:func:`window_length`) every ``hop`` seconds (:func:`hop_length`). The *tail rule* (:func:`tail_start`) adds
+one window at the end: a clip shorter than a window is one window at 0, zero-padded; a clip whose hops stop
+short of its end gets one more window flush with the end. A whole clip's windows are :class:`ClipWindows`; a
+live stream's, as its audio arrives, :class:`LiveWindows`: both give the same windows for the same audio.
+
+A window *detects* a keyword when that keyword is the top class of all classes (``_unknown_`` and ``_silence_``
+included) and its probability is at least the threshold (:func:`detected_keywords`). A detection is a run of
+consecutive windows that detect the same keyword: it spans those windows and scores their maximum
+(:class:`DetectionRuns`, which consumes windows in order and hands back each detection as soon as its run ends,
+so a file and a live stream give the same detections).
 
 The service's ``POST /keywords`` and keyword stream, and ``training``'s metrics and evaluation, use these
 functions, so an evaluated false-alarm rate is the service's.
@@ -20,8 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_HOP_SECONDS", "DEFAULT_THRESHOLD", "Detection", "DetectionRuns", "detected_keywords",
-           "keyword_indices", "scan", "window_starts"]
+__all__ = ["DEFAULT_HOP_SECONDS", "DEFAULT_THRESHOLD", "ClipWindows", "Detection", "DetectionRuns", "LiveWindows",
+           "detected_keywords", "hop_length", "keyword_indices", "scan", "tail_start", "window_length",
+           "window_starts"]
 
 DEFAULT_HOP_SECONDS = 0.25
 DEFAULT_THRESHOLD = 0.5
@@ -44,16 +50,31 @@ def detected_keywords(probs: Tensor | np.ndarray, candidates: Sequence[int], thr
     return torch.where(allowed[top] & (confidence >= threshold), top, torch.full_like(top, -1))
 
 
+def window_length(rate: int) -> int:
+    """Samples per window: one second, the length of the classifier's training clips."""
+    return rate
+
+
+def hop_length(hop_seconds: float, rate: int) -> int:
+    """Samples between window starts: ``hop_seconds`` rounded to a sample, at least one."""
+    return max(1, int(round(hop_seconds * rate)))
+
+
+def tail_start(length: int, window: int, last_start: int | None) -> int | None:
+    """The tail rule: the start of the window added at the end of a clip of ``length`` samples whose last full
+    window started at ``last_start`` (None: no full window). A clip shorter than a window gets one window at 0
+    (the caller pads it); one whose hops stop short of its end, one flush with the end; others none."""
+    if last_start is None:
+        return 0
+    return length - window if last_start + window < length else None
+
+
 def window_starts(length: int, window: int, hop: int) -> list[int]:
-    """First samples of the windows over a clip of ``length`` samples: every ``hop`` samples, plus one window
-    flush with the end when the hops stop short of it. A clip shorter than a window has one window at 0 (the
-    caller pads it)."""
-    if length <= window:
-        return [0]
+    """First samples of the windows over a clip of ``length`` samples: every ``hop`` samples while a whole
+    window fits, then the tail rule's window (:func:`tail_start`)."""
     starts = list(range(0, length - window + 1, hop))
-    if starts[-1] + window < length:
-        starts.append(length - window)
-    return starts
+    tail = tail_start(length, window, starts[-1] if starts else None)
+    return starts if tail is None else [*starts, tail]
 
 
 @dataclass(frozen=True)
@@ -65,11 +86,13 @@ class Detection:
 
 
 class DetectionRuns:
-    """Window scores in, detections out; ``keywords=None`` watches every keyword of the model."""
+    """Window scores in, detections out; ``keywords=None`` watches every keyword of the model. ``window``
+    defaults to :func:`window_length` (tests pass a short one)."""
 
-    def __init__(self, labels: list[str], *, rate: int, window: int, threshold: float,
+    def __init__(self, labels: Sequence[str], *, rate: int, threshold: float, window: int | None = None,
                  keywords: Iterable[str] | None = None) -> None:
-        self.labels, self.rate, self.window, self.threshold = list(labels), rate, window, threshold
+        self.labels, self.rate, self.threshold = list(labels), rate, threshold
+        self.window = window_length(rate) if window is None else window
         self.candidates = keyword_indices(self.labels, keywords)
         self._open: list | None = None  # [label, start, end, score]
 
@@ -105,14 +128,87 @@ class DetectionRuns:
         return [Detection(label, round(t0, 3), round(t1, 3), round(score, 4))]
 
 
+@dataclass(frozen=True)
+class ClipWindows:
+    """The windows over one whole clip (``POST /keywords``, the evaluation's scans): :func:`window_starts`, and
+    the clip zero-padded to one window when it is shorter."""
+
+    padded: np.ndarray  # (max(L, window),) the clip, padded at the end to at least one window
+    length: int  # L, the clip's own length: the last detection ends there
+    rate: int
+    starts: list[int]  # first sample of each window
+
+    @classmethod
+    def of(cls, wave: np.ndarray, rate: int, hop_seconds: float = DEFAULT_HOP_SECONDS) -> ClipWindows:
+        """The windows over ``wave (L,)`` at ``rate`` Hz, every ``hop_seconds``."""
+        window = window_length(rate)
+        starts = window_starts(len(wave), window, hop_length(hop_seconds, rate))
+        return cls(np.pad(wave, (0, max(0, window - len(wave)))), len(wave), rate, starts)
+
+    @property
+    def window(self) -> int:
+        return window_length(self.rate)
+
+    def rows(self, first: int = 0, stop: int | None = None) -> np.ndarray:
+        """Windows ``first`` to ``stop`` (all by default) as rows ``(W, window)``: callers batch them."""
+        return np.stack([self.padded[s: s + self.window] for s in self.starts[first:stop]])
+
+    def detections(self, probs: np.ndarray, labels: Sequence[str], *, threshold: float = DEFAULT_THRESHOLD,
+                   keywords: Iterable[str] | None = None) -> list[Detection]:
+        """The detections, given every window's class probabilities ``probs (W, C)``."""
+        runs = DetectionRuns(labels, rate=self.rate, threshold=threshold, keywords=keywords)
+        return [d for start, p in zip(self.starts, probs) for d in runs.push(start, p, self.length)] + runs.close()
+
+    def ranking(self, probs: np.ndarray, labels: Sequence[str]) -> list[tuple[str, float]] | None:
+        """Every class with its mean probability ``probs (W, C)`` over the windows, best first; only for a clip
+        of about one window (at most 1.5), where one ranking of the whole clip means something."""
+        if self.length > 1.5 * self.window:
+            return None
+        mean = probs.mean(axis=0)
+        return sorted(((labels[i], round(float(mean[i]), 4)) for i in range(len(labels))), key=lambda pair: -pair[1])
+
+
+class LiveWindows:
+    """The windows of a stream as its audio arrives: the same as :class:`ClipWindows` of the whole audio.
+
+    Holds only the audio of the current window, so a stream's memory stays bounded however long it runs.
+    """
+
+    def __init__(self, rate: int, hop_seconds: float = DEFAULT_HOP_SECONDS) -> None:
+        self.window, self.hop = window_length(rate), hop_length(hop_seconds, rate)
+        self.history = np.zeros(0, np.float32)  # the last ``window`` samples (fewer at the start)
+        self.samples = 0  # samples received so far
+        self.next_start = 0  # first sample of the next window
+        self.last_start: int | None = None  # first sample of the last full window
+
+    def _window_at(self, start: int) -> np.ndarray:
+        """The ``(window,)`` samples from ``start`` (still in the history), zero-padded past the audio's end."""
+        offset = start - (self.samples - len(self.history))
+        audio = self.history[offset: offset + self.window]
+        return np.pad(audio, (0, self.window - len(audio)))
+
+    def push(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """``chunk (T,)`` -> the windows it completes, as ``[(start sample, (window,) audio)]``."""
+        self.history = np.concatenate([self.history, np.asarray(chunk, np.float32)])
+        self.samples += len(chunk)
+        complete = []
+        while self.next_start + self.window <= self.samples:
+            complete.append((self.next_start, self._window_at(self.next_start)))
+            self.last_start = self.next_start
+            self.next_start += self.hop
+        self.history = self.history[-self.window:]
+        return complete
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """The tail rule's window at the end of the stream (none for a stream that sent no audio)."""
+        start = tail_start(self.samples, self.window, self.last_start) if self.samples else None
+        return [] if start is None else [(start, self._window_at(start))]
+
+
 def scan(classify: Callable[[np.ndarray], np.ndarray], wave: np.ndarray, labels: Sequence[str], *, rate: int,
          hop_seconds: float = DEFAULT_HOP_SECONDS, threshold: float = DEFAULT_THRESHOLD,
          keywords: Iterable[str] | None = None) -> list[Detection]:
-    """The detections in a clip, offline: ``classify`` maps windows ``(W, rate)`` to probabilities ``(W, C)``.
+    """The detections in a clip, offline: ``classify`` maps windows ``(W, window)`` to probabilities ``(W, C)``.
     The same windows and runs as ``POST /keywords``."""
-    window = rate
-    starts = window_starts(len(wave), window, max(1, int(round(hop_seconds * rate))))
-    padded = np.pad(wave, (0, max(0, window - len(wave))))
-    probs = classify(np.stack([padded[s: s + window] for s in starts]))
-    runs = DetectionRuns(list(labels), rate=rate, window=window, threshold=threshold, keywords=keywords)
-    return [d for start, p in zip(starts, probs) for d in runs.push(start, p, len(wave))] + runs.close()
+    clip = ClipWindows.of(wave, rate, hop_seconds)
+    return clip.detections(classify(clip.rows()), labels, threshold=threshold, keywords=keywords)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_zoo.pipelines.kws import DetectionRuns, detected_keywords, keyword_indices, scan, window_starts
+from model_zoo.pipelines.kws import (ClipWindows, DetectionRuns, LiveWindows, detected_keywords, hop_length,
+                                      keyword_indices, scan, tail_start, window_starts)
 
 LABELS = ["yes", "no", "_unknown_", "_silence_"]
 
@@ -59,3 +60,43 @@ def test_scan_finds_a_keyword_where_the_classifier_hears_it() -> None:
     found = scan(classify, wave, LABELS, rate=10, hop_seconds=0.5)
     assert [(d.keyword, d.start, d.end) for d in found] == [("yes", 1.0, 2.0)]
     assert scan(classify, wave, LABELS, rate=10, hop_seconds=0.5, keywords=["no"]) == []
+
+
+@pytest.mark.parametrize("length,last,expected", [
+    (5, None, 0),  # shorter than a window: one window at 0, padded
+    (10, 0, None),  # exactly one window
+    (24, 10, 14),  # the hops stopped short of the end: one flush with it
+    (20, 10, None),  # the last hop ends at the end
+])
+def test_the_tail_rule(length: int, last: int | None, expected: int | None) -> None:
+    assert tail_start(length, 10, last) == expected
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 16, 17, 23, 24, 40, 61])
+@pytest.mark.parametrize("hop_seconds", [0.25, 0.3, 1.0, 1.7])
+def test_a_stream_gets_the_windows_of_the_whole_clip(length: int, hop_seconds: float) -> None:
+    """LiveWindows (a keyword stream) and ClipWindows (POST /keywords): the same starts and audio, however the
+    stream is cut into chunks; only a stream that sent nothing has no window."""
+    rate = 16
+    wave = np.arange(1, length + 1, dtype=np.float32)
+    clip = ClipWindows.of(wave, rate, hop_seconds)
+    assert clip.starts == window_starts(length, rate, hop_length(hop_seconds, rate))
+    rng = np.random.default_rng(length)
+    live, got, position = LiveWindows(rate, hop_seconds), [], 0
+    while position < length:
+        size = int(rng.integers(1, 9))
+        got += live.push(wave[position:position + size])
+        position += size
+    got += live.finish()
+    if length == 0:
+        assert got == [] and clip.starts == [0]
+        return
+    assert [start for start, _ in got] == clip.starts
+    assert np.array_equal(np.stack([audio for _, audio in got]), clip.rows())
+
+
+def test_the_ranking_is_for_clips_of_about_one_window() -> None:
+    probs = np.array([[0.1, 0.6, 0.2, 0.1], [0.3, 0.4, 0.2, 0.1]])
+    assert ClipWindows.of(np.zeros(15, np.float32), 10).ranking(probs, LABELS) == [
+        ("no", 0.5), ("yes", 0.2), ("_unknown_", 0.2), ("_silence_", 0.1)]
+    assert ClipWindows.of(np.zeros(16, np.float32), 10).ranking(probs, LABELS) is None

@@ -90,24 +90,24 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     meta = json.loads((Path(recipe.data_root) / "corpus.json").read_text())
     path, scores = finish_run(recipe, summary, tmp_path / "run", meta, task)
     model = model_zoo.load(str(path) + ".json")
-    assert model.card["scores"] == scores and model.card["recipe"]["name"] == recipe.name
-    assert model.card["training_steps"] == recipe.steps
+    assert model.card.scores == scores and model.card.recipe["name"] == recipe.name
+    assert model.card.training_steps == recipe.steps
     # the card also scores the held-out synthetic voices and festival apart: together they are the test split
-    sets = model.card["evaluation"]["sets"]
+    sets = model.card.evaluation["sets"]
     assert set(sets) == {"synthetic", "festival"} and sets["synthetic"]["clips"] + sets["festival"]["clips"] == len(
         build_datasets(recipe)["test"])
-    assert (model.card["evaluation"]["options"] == {"threshold": 0.5}) == (task == "kws")
+    assert (model.card.evaluation["options"] == {"threshold": 0.5}) == (task == "kws")
     check_evaluate_command(task, f"{path}.json", Path(recipe.data_root), scores)
     if task == "asr":  # the recognizer ships its word language model and is also scored with it
         assert model.language_model is not None and {"wer_lm", "cer_lm"} <= set(scores)
         # ... with beam-search weights tuned on the validation split: the grid's best, kept in the LM file
-        decoder = model.card["decoder"]
+        decoder = model.card.decoder
         assert len(decoder["grid"]) == 20 and decoder["wer"] == min(row[2] for row in decoder["grid"])
         assert [decoder["lm_weight"], decoder["word_score"], decoder["wer"]] in decoder["grid"]
         assert (model.language_model.lm_weight, model.language_model.word_score) == (
             decoder["lm_weight"], decoder["word_score"])
         # ... and, by default, with the general-English n-gram, its weights tuned the same way, beside the card
-        general = model.card["beam_search"]
+        general = model.card.beam_search
         assert general["language_model"] == "english.arpa.gz" and general["beam_size"] == 64
         assert len(general["grid"]) == 6 and general["wer"] == min(row[2] for row in general["grid"])
         assert isinstance(beam_decoder(model).language_model, NgramLanguageModel)
@@ -120,7 +120,7 @@ def test_smoke_training_produces_a_loadable_checkpoint(task, corpora, tmp_path):
     path, _ = finish_run(shipped_recipe, summary, tmp_path / "run", meta, task)
     install(task, path, checkpoint_dir=tmp_path)
     installed = model_zoo.load(str(tmp_path / f"{task}.json"))
-    assert installed.card["scores"] == scores and (tmp_path / f"{task}.md").read_text().startswith(f"# `{task}`")
+    assert installed.card.scores == scores and (tmp_path / f"{task}.md").read_text().startswith(f"# `{task}`")
     assert "| festival, a synthesizer never trained on (test split) |" in (tmp_path / f"{task}.md").read_text()
     assert ("Beam search with the word bigram" in (tmp_path / f"{task}.md").read_text()) == (task == "asr")
     assert ("Default beam search" in (tmp_path / f"{task}.md").read_text()) == (task == "asr")

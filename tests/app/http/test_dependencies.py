@@ -58,7 +58,8 @@ def test_only_websockets_also_take_the_key_from_the_query_string():
     assert refusal(connection({"X-API-Key": "no"}, query="api_key=k1"), query=True) == "invalid API key"
 
 
-ENGINE = SimpleNamespace(cards={"asr-a": {"task": "asr"}, "asr-b": {"task": "asr"}, "kws": {"task": "kws"}})
+ENGINE = SimpleNamespace(cards={"asr-a": SimpleNamespace(task="asr"), "asr-b": SimpleNamespace(task="asr"),
+                                "kws": SimpleNamespace(task="kws")})  # the attributes of a ModelCard it reads
 ALIASES = Settings(model_aliases={"whisper-1": "asr-b", "dangling": "missing", "kw": "kws"})
 
 

@@ -103,6 +103,25 @@ def test_transcribe_options_beam_search_and_denoise_first(client, monkeypatch):
     assert texts[False, True] != texts[False, False]  # greedy text follows every change of the audio
 
 
+def test_denoising_first_hands_the_recognizer_the_denoisers_output_at_the_models_rate(client, monkeypatch):
+    """An 8 kHz upload is resampled once to the models' 16 kHz; the recognizer gets exactly what the denoiser gave
+    (not resampled back to 8 kHz and up again)."""
+    pool, rows = client.app.state.pool, {}
+    forward = pool.forward
+
+    async def kept_forward(model, batch, options, deadline):
+        out = await forward(model, batch, options, deadline)
+        rows[model] = (np.array(batch), out)
+        return out
+
+    monkeypatch.setattr(pool, "forward", kept_forward)
+    r = client.post("/transcribe", files=upload(wav_bytes(signal(0.8, 8000), 8000)), data={"denoise": "true"})
+    assert r.status_code == 200, r.text
+    noisy, clean = rows["denoise"]
+    assert noisy.shape == (1, 12800)  # 0.8 s at 16 kHz
+    assert np.array_equal(rows["asr"][0], np.asarray(clean)[None])
+
+
 def test_long_clip_runs_chunk_by_chunk_like_one_call(client):
     """chunk_seconds is 1 s here, so a 2.5 s clip runs through a resident session in three chunks."""
     data = wav_bytes(signal(2.5, seed=3), 16000)
