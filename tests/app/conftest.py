@@ -32,3 +32,13 @@ def loopback_server(tiny_models, tmp_path_factory):
                            max_audio_seconds="30", chunk_seconds="1", stream_idle_timeout_seconds="3")
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tiny_models, tmp_path_factory):
+    """A real server that needs an API key (``keyed_server.headers["X-API-Key"]``), shared by the tests of the
+    Python client, the client commands and the demo page."""
+    running = start_server(tiny_models, tmp_path_factory.mktemp("keyed") / "server.log", ready_timeout=120,
+                           api_keys="client-key", stream_ping_timeout_seconds="20")
+    yield running
+    stop_server(running)
