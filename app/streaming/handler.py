@@ -173,6 +173,8 @@ class StreamHandler:
             max_buffered=int(self.settings.stream_max_buffer_seconds * rate),
             deadline_seconds=self.settings.request_timeout_seconds, deliver=self._deliver)
         self.protocol.stream = self.stream
+        self.protocol.reopen = lambda: self.engine.open_stream(  # a fresh session (an utterance's end, see utterances)
+            model, self.protocol.pool_options(), time.monotonic() + self.settings.request_timeout_seconds)
         latency = int(session.info.get("latency", card.algorithmic_latency_samples))
         await self.conn.send(SessionStarted(
             session_id=self.session_id, model=model, task=self.task, sample_rate=rate,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from model_zoo.nets import TaskName
 from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
+from model_zoo.pipelines.endpoint import MAX_RULE_SECONDS, EndpointRules
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
 
 from ..errors import echo, public_message
@@ -51,6 +52,18 @@ class SessionStart(_Message):
                                   "stream_step_ms. Smaller is lower latency (20 for a live monitor), larger is cheaper.")
     progress: bool = Field(False, description="Send input.progress after every model step: how much of the audio "
                            "the model has consumed (all of a step's results are sent before it).")
+    endpointing: bool = Field(True, description="transcribe: a transcript.final at each pause (the endpoint "
+                              "rules below), each utterance recognized afresh; false: finals only at input.flush "
+                              "and the end.")
+    endpoint_silence_after_speech: float = Field(
+        EndpointRules.silence_after_speech, gt=0, le=MAX_RULE_SECONDS,
+        description="transcribe: seconds of trailing silence that end an utterance after some speech (rule 2).")
+    endpoint_silence_without_speech: float = Field(
+        EndpointRules.silence_without_speech, gt=0, le=MAX_RULE_SECONDS,
+        description="transcribe: seconds of silence that end an utterance with no speech yet (rule 1).")
+    endpoint_max_utterance: float = Field(
+        EndpointRules.max_utterance, gt=0, le=MAX_RULE_SECONDS,
+        description="transcribe: the longest utterance, in seconds (rule 3).")
 
     @field_validator("sample_rate")
     @classmethod
@@ -68,6 +81,10 @@ class SessionUpdate(_Message):
     word_timestamps: bool | None = None
     keywords: list[str] | None = None
     threshold: float | None = Field(None, ge=0.0, le=1.0)
+    endpointing: bool | None = None
+    endpoint_silence_after_speech: float | None = Field(None, gt=0, le=MAX_RULE_SECONDS)
+    endpoint_silence_without_speech: float | None = Field(None, gt=0, le=MAX_RULE_SECONDS)
+    endpoint_max_utterance: float | None = Field(None, gt=0, le=MAX_RULE_SECONDS)
 
 
 class InputFlush(_Message):
