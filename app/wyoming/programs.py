@@ -3,33 +3,26 @@ whose wake words are the keywords of the first served keyword model (``yes``, ``
 
 from __future__ import annotations
 
-from typing import Any
-
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info, WakeModel, WakeProgram
 
 from app import __version__
 from ..engine import Engine
 
-__all__ = ["ASR_PROGRAM", "WAKE_PROGRAM", "LANGUAGE", "card_field", "served", "wake_words", "describe"]
+__all__ = ["ASR_PROGRAM", "WAKE_PROGRAM", "LANGUAGE", "served", "wake_words", "describe"]
 
 ASR_PROGRAM, WAKE_PROGRAM = "centaurus-asr", "centaurus-wake"
 LANGUAGE = "en"
 ATTRIBUTION = Attribution(name="Centaurus Speech", url="")
 
 
-def card_field(card: Any, name: str) -> Any:
-    """A model card's field, whether the card is a dict or an object."""
-    return card[name] if isinstance(card, dict) else getattr(card, name)
-
-
 def served(engine: Engine, task: str) -> list[str]:
     """The served models of ``task`` (``asr``, ``kws``), in the order of the configuration."""
-    return [name for name, card in engine.cards.items() if card_field(card, "task") == task]
+    return [name for name, card in engine.cards.items() if card.task == task]
 
 
 def wake_words(engine: Engine, model: str) -> list[str]:
     """The keywords of a keyword model (its labels but ``_unknown_`` and ``_silence_``)."""
-    return [label for label in card_field(engine.cards[model], "labels") if not label.startswith("_")]
+    return [label for label in engine.cards[model].labels if not label.startswith("_")]
 
 
 def describe(engine: Engine) -> Info:

@@ -15,13 +15,12 @@ from typing import Any, Awaitable, Callable
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD, Detection, DetectionRuns
 
 from ..engine import Engine
-from ..errors import ServiceError
+from ..errors import ServiceError, public_message
 from ..http.dependencies import deadline_for
 from ..settings import Settings
 from ..streaming.live import LiveStream, step_samples
 from .audio import Format, MonoDecoder
 from .framing import Problem
-from .programs import card_field
 
 __all__ = ["WakeStream"]
 
@@ -48,8 +47,7 @@ class WakeStream:
     async def open(cls, engine: Engine, settings: Settings, model: str, keywords: list[str] | None, fmt: Format,
                    on_detection: Callable[[Detection], Awaitable[None]]) -> WakeStream:
         rate = engine.rate(model)
-        runs = DetectionRuns(card_field(engine.cards[model], "labels"), rate=rate, window=rate,
-                             threshold=DEFAULT_THRESHOLD, keywords=keywords)
+        runs = DetectionRuns(engine.cards[model].labels, rate=rate, threshold=DEFAULT_THRESHOLD, keywords=keywords)
         wake = cls(runs, fmt, on_detection)
         session = await engine_call(engine.open_stream(model, {"live": True, "hop": DEFAULT_HOP_SECONDS},
                                                        deadline_for(settings)))
@@ -87,7 +85,7 @@ class WakeStream:
             raise
         except Exception as err:  # noqa: BLE001 - the pump's failure, told to the client
             log.error("wake word stream failed: %r", err)
-            raise Problem("internal_error", f"{type(err).__name__}: {err}") from None
+            raise Problem("internal_error", public_message(f"{type(err).__name__}: {err}")) from None
 
     async def finish(self) -> bool:
         """The rest of the audio through the model and the last runs closed; whether anything was detected."""

@@ -112,7 +112,8 @@ def test_connections_past_the_limit_are_refused_and_stop_ends_the_rest():
 
     from app.wyoming import WyomingServer
 
-    cards = {"asr": {"task": "asr"}, "kws": {"task": "kws", "labels": ["yes", "no", "_unknown_", "_silence_"]}}
+    cards = {"asr": SimpleNamespace(task="asr"),
+             "kws": SimpleNamespace(task="kws", labels=("yes", "no", "_unknown_", "_silence_"))}
     port = free_port()
     settings = Settings(wyoming_uri=f"tcp://127.0.0.1:{port}", stream_max_sessions=1)
 
