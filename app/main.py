@@ -27,7 +27,7 @@ from .execution.pool import Pool, PoolConfig, plan_devices
 from .http.limits import UploadLimitMiddleware
 from .http.metrics import Metrics, MetricsMiddleware
 from .http.redaction import redact_server_logs
-from .http.routes import demo, denoise, docs, keywords, openai, ops, stream, transcribe
+from .http.routes import demo, denoise, docs, keywords, openai, ops, realtime, stream, transcribe
 from .settings import Settings, check_environment
 from .streaming.live import StreamRegistry
 
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.started = int(time.time())
     app.state.codecs = None  # the codec warm-up task, started with the pool
     install_handlers(app)
-    for router in (transcribe.router, openai.router, denoise.router, keywords.router, stream.router,
+    for router in (transcribe.router, openai.router, denoise.router, keywords.router, stream.router, realtime.router,
                    ops.models_router, ops.health_router, demo.router):
         app.include_router(router)
     docs.install(app)  # /docs, /redoc and their assets, served from the installed package

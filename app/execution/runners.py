@@ -25,6 +25,7 @@ from model_zoo.nets import for_every_task
 from model_zoo.nets.ctc import Transcript
 from model_zoo.pipelines.asr import Recognizer, clip_logits
 from model_zoo.pipelines.denoise import padded_length, stream_end
+from model_zoo.pipelines.endpoint import RecognizerStep, blank_probabilities
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, LiveWindows
 
 from . import states as state_tree
@@ -164,8 +165,14 @@ class AsrRunner(Runner):
     def _segment_options(self, session: WorkerSession) -> dict:
         return {**session.options, "offset": session.segment_start * self.model.frame_seconds}
 
-    def on_step(self, session: WorkerSession, output: torch.Tensor) -> Transcript | None:
+    def on_step(self, session: WorkerSession, output: torch.Tensor) -> Transcript | RecognizerStep | None:
         super().on_step(session, output)
+        partial = self._partial(session, output)
+        if session.options.get("blank_probs"):  # endpointing (app.streaming): each frame's P(blank) as well
+            return RecognizerStep(partial, blank_probabilities(output))
+        return partial
+
+    def _partial(self, session: WorkerSession, output: torch.Tensor) -> Transcript | None:
         if not (session.live and session.options.get("interim_results", True)) or output.shape[-1] == 0:
             return None
         # Partials are greedy whatever the final decoder: cheap, and stable enough to show while speaking.

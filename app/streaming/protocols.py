@@ -6,12 +6,14 @@ of the input's length, the transcript of ``POST /transcribe``, the detections of
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
 from model_zoo.card import ModelCard
 from model_zoo.nets import for_every_task
+from model_zoo.pipelines.endpoint import EndpointRules
 from model_zoo.pipelines.kws import DetectionRuns
 
 from ..audio.length import fit_length
@@ -21,6 +23,7 @@ from .live import LiveStream
 from .messages import (KeywordDetected, SessionStart, SessionUpdate, StreamWord, TranscriptFinal,
                        TranscriptPartial)
 from .resampler import StreamResampler
+from .utterances import Utterances, step_parts
 
 __all__ = ["TaskProtocol", "DenoiseProtocol", "TranscribeProtocol", "KeywordsProtocol", "PROTOCOLS"]
 
@@ -33,6 +36,8 @@ class TaskProtocol:
         self.conn, self.start, self.card, self.codec = conn, start, card, codec
         self.rate = card.sample_rate
         self.stream: LiveStream | None = None
+        # Opens a fresh session with pool_options() (set by the handler with the stream; utterances use it).
+        self.reopen: Callable[[], Awaitable[Any]] | None = None
 
     def pool_options(self) -> dict:
         return {"live": True}
@@ -71,32 +76,61 @@ class DenoiseProtocol(TaskProtocol):
 
 
 class TranscribeProtocol(TaskProtocol):
-    """Greedy partials while audio arrives; a final per segment (``input.flush``) and at the end."""
+    """Greedy partials while audio arrives; a final per segment: at each endpoint (a pause, see
+    :mod:`app.streaming.utterances`), at ``input.flush`` and at the end."""
 
     def __init__(self, conn: Connection, start: SessionStart, card: ModelCard, codec: PcmCodec) -> None:
         super().__init__(conn, start, card, codec)
         self.interim, self.word_times = start.interim_results, start.word_timestamps
         self.segment, self.segment_start, self.last_partial = 0, 0.0, ""
+        self.endpointing = start.endpointing
+        self.rules = EndpointRules(silence_without_speech=start.endpoint_silence_without_speech,
+                                   silence_after_speech=start.endpoint_silence_after_speech,
+                                   max_utterance=start.endpoint_max_utterance)
+        self._utterances: Utterances | None = None
 
     def pool_options(self) -> dict:
-        # Partials are computed by the worker only if wanted at the start (session.update can mute them).
-        return {"live": True, "interim_results": self.interim, "beam_search": self.start.beam_search}
+        # Partials are computed by the worker only if wanted at the start (session.update can mute them); every
+        # step also returns its blank posteriors, for the endpoint rule (session.update can turn it on).
+        return {"live": True, "interim_results": self.start.interim_results, "beam_search": self.start.beam_search,
+                "blank_probs": True}
+
+    @property
+    def utterances(self) -> Utterances:
+        if self._utterances is None:  # once the stream is open
+            self._utterances = Utterances(self.stream, self.reopen, self._rules(), self.stream.quantum / self.rate)
+        return self._utterances
+
+    def _rules(self) -> EndpointRules | None:
+        return self.rules if self.endpointing and self.reopen is not None else None
 
     def update(self, message: SessionUpdate) -> None:
         if message.interim_results is not None:
             self.interim = message.interim_results
         if message.word_timestamps is not None:
             self.word_times = message.word_timestamps
+        if message.endpointing is not None:
+            self.endpointing = message.endpointing
+        lengths = {name: value for name in ("silence_without_speech", "silence_after_speech", "max_utterance")
+                   if (value := getattr(message, f"endpoint_{name}")) is not None}
+        self.rules = replace(self.rules, **lengths)
+        self.utterances.set_rules(self._rules())
 
     def _now(self) -> float:
         return round(self.stream.stepped / self.rate, 3)
 
     async def on_step(self, result: Any) -> None:
-        if result is None or not self.interim or result.text == self.last_partial:
-            return
-        self.last_partial = result.text
-        await self.conn.send(TranscriptPartial(segment=self.segment, text=result.text, start=self.segment_start,
-                                               end=self._now()))
+        partial, blank = step_parts(result)
+        if partial is not None and self.interim and partial.text != self.last_partial:
+            self.last_partial = partial.text
+            await self.conn.send(TranscriptPartial(segment=self.segment, text=partial.text,
+                                                   start=self.segment_start, end=self._now()))
+        if self.utterances.push(blank) is not None:
+            transcript = await self.utterances.cut()
+            if transcript.text or self.last_partial:
+                await self._final(transcript)
+            else:  # a pause with nothing said: the next utterance starts here, without an empty final
+                self.segment_start = self._now()
 
     async def _final(self, transcript: Any) -> None:
         words = [StreamWord(word=w.text, start=w.start, end=w.end, confidence=w.confidence) for w in transcript.words]
@@ -105,10 +139,10 @@ class TranscribeProtocol(TaskProtocol):
         self.segment, self.segment_start, self.last_partial = self.segment + 1, self._now(), ""
 
     async def on_flush(self) -> None:
-        await self._final(await self.stream.call(self.stream.session.segment))
+        await self._final(await self.utterances.segment())
 
     async def on_end(self) -> None:
-        await self._final(await self.stream.call(self.stream.session.finish))
+        await self._final(await self.utterances.finish())
 
 
 class KeywordsProtocol(TaskProtocol):

@@ -1,0 +1,131 @@
+"""A live transcription cut into utterances: the endpoint rule, and a fresh recognizer session per utterance.
+
+Each step of a live recognizer session returns its frames' blank posteriors
+(:class:`model_zoo.pipelines.endpoint.RecognizerStep`); :class:`Utterances` hands them to the endpoint detector
+(:mod:`model_zoo.pipelines.endpoint`, the one rule) and, at an endpoint or a client's commit, *cuts*: the session
+is finished (its result is the utterance's final transcript) and a fresh one takes the audio that follows. A
+fresh session is what makes a cut exact: the utterance's final is ``POST /transcribe`` of exactly that
+utterance's audio (its word times moved to the stream's clock), as sherpa-onnx resets a CTC stream at an endpoint.
+A ``segment`` (``input.flush``) ends an utterance too but carries the model state on, as it always has.
+
+The websocket transcription protocol (:class:`app.streaming.protocols.TranscribeProtocol`) and the OpenAI
+Realtime adapter (:mod:`app.streaming.realtime`) both run their utterances through this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+from model_zoo.nets.ctc import Transcript
+from model_zoo.pipelines.endpoint import Endpoint, EndpointDetector, EndpointRules
+
+from ..execution.sessions import SessionHandle
+from .live import LiveStream
+
+__all__ = ["Utterances", "shifted", "step_parts"]
+
+
+def shifted(transcript: Transcript, seconds: float) -> Transcript:
+    """``transcript`` with its word times ``seconds`` later."""
+    if not seconds:
+        return transcript
+    return replace(transcript, words=tuple(replace(w, start=round(w.start + seconds, 3), end=round(w.end + seconds, 3))
+                                           for w in transcript.words))
+
+
+def _close_orphan(swap: asyncio.Future) -> None:
+    """The session a cancelled cut opened, closed (``swap`` is done: its result is ``(transcript, session)``)."""
+    if not swap.cancelled() and swap.exception() is None:
+        asyncio.ensure_future(swap.result()[1].close())
+
+
+def step_parts(result: Any) -> tuple[Any, np.ndarray | None]:
+    """A live recognizer step's result -> (partial transcript or None, blank posteriors or None)."""
+    if result is None or isinstance(result, Transcript):
+        return result, None
+    return result.partial, result.blank
+
+
+class Utterances:
+    """The utterances of one live transcription over ``stream``.
+
+    ``reopen()`` opens a fresh recognizer session with the stream's options; ``rules`` (None: no endpointing)
+    and ``frame_seconds`` configure the detector. Positions are model-rate samples of the stream.
+    """
+
+    def __init__(self, stream: LiveStream, reopen: Callable[[], Awaitable[SessionHandle]],
+                 rules: EndpointRules | None, frame_seconds: float) -> None:
+        self.stream, self.reopen = stream, reopen
+        self.frame_seconds = frame_seconds
+        self.detector = EndpointDetector(rules or EndpointRules(), frame_seconds)
+        self.endpointing = rules is not None
+        self.session_start = 0  # where the current recognizer session began (word times are relative to it)
+        self.start = 0  # where the current utterance began
+
+    @property
+    def rate(self) -> int:
+        return self.stream.model_rate
+
+    def set_rules(self, rules: EndpointRules | None) -> None:
+        """New rule lengths (None: endpointing off), from the next frame on."""
+        self.endpointing = rules is not None
+        if rules is not None:
+            self.detector.rules = rules
+
+    @property
+    def speech_start(self) -> float | None:
+        """Seconds on the stream's clock where the current utterance's speech began (None: none heard yet)."""
+        if self.detector.speech_start is None:
+            return None
+        return self.start / self.rate + self.detector.speech_start * self.frame_seconds
+
+    def push(self, blank: np.ndarray | None) -> Endpoint | None:
+        """A step's blank posteriors; the endpoint they end the utterance at, if any (endpointing on)."""
+        if blank is None:
+            return None
+        endpoint = self.detector.push(blank)
+        return endpoint if self.endpointing else None
+
+    def _next_utterance(self) -> None:
+        self.start = self.stream.stepped
+        self.detector.reset()
+
+    async def _finish_and_reopen(self) -> tuple[Transcript, SessionHandle]:
+        transcript = await self.stream.call(self.stream.session.finish)
+        return transcript, await self.reopen()
+
+    async def cut(self) -> Transcript:
+        """End the utterance here, after everything stepped so far: its final transcript (``POST /transcribe`` of
+        its audio, word times on the stream's clock), and a fresh session for what follows.
+
+        Call it only while the pump is between steps: from the stream's ``deliver`` or after a drain.
+        """
+        # Shielded: a client that leaves mid-cut cancels the pump, and a session opened for nobody would stay
+        # resident in its worker; it is closed as soon as it exists instead.
+        swap = asyncio.ensure_future(self._finish_and_reopen())
+        try:
+            transcript, session = await asyncio.shield(swap)
+        except asyncio.CancelledError:
+            swap.add_done_callback(_close_orphan)
+            raise
+        offset = self.session_start / self.rate
+        # The pump steps ``stream.session``; nothing steps while this runs (see above), so the swap is safe.
+        self.stream.session = session
+        self.session_start = self.stream.stepped
+        self._next_utterance()
+        return shifted(transcript, offset)
+
+    async def segment(self) -> Transcript:
+        """End the utterance here with the model state carried on (``input.flush``): its final transcript."""
+        transcript = await self.stream.call(self.stream.session.segment)
+        self._next_utterance()
+        return shifted(transcript, self.session_start / self.rate)
+
+    async def finish(self) -> Transcript:
+        """The last utterance's final transcript; the session is done."""
+        transcript = await self.stream.call(self.stream.session.finish)
+        return shifted(transcript, self.session_start / self.rate)
