@@ -221,7 +221,8 @@ def test_streams_of_a_model_are_stepped_together_in_one_batch(streams):
     pool = streams.app.state.pool
     batches: list[tuple[str, str, int]] = []
     recorded, pool.on_batch = pool.on_batch, lambda model, op, rows: batches.append((model, op, rows))
-    clip = signal(0.6)[0].astype("<f4").tobytes()
+    # 2.4 s: about 30 steps each, so the two backlogs overlap even when a loaded machine serves one socket late.
+    clip = signal(2.4)[0].astype("<f4").tobytes()
     try:
         with streams.websocket_connect(f"/v1/stream/denoise{KEY}") as a, \
                 streams.websocket_connect(f"/v1/stream/denoise{KEY}") as b:
