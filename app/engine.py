@@ -22,7 +22,7 @@ from model_zoo.nets.ctc import Transcript
 from model_zoo.pipelines.kws import ClipWindows, Detection
 
 from .audio.decode import Audio
-from .audio.length import fit_length
+from model_zoo.samples import fit_length
 from .audio.resample import resample
 from .execution.pool import Pool
 from .execution.sessions import SessionHandle

@@ -11,7 +11,7 @@ import torch
 import torchaudio
 
 from ..errors import BadRequest
-from .length import fit_length
+from model_zoo.samples import fit_length
 
 __all__ = ["resample", "resampling_rates"]
 

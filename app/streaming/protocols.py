@@ -16,7 +16,7 @@ from model_zoo.nets import for_every_task
 from model_zoo.pipelines.endpoint import EndpointRules
 from model_zoo.pipelines.kws import DetectionRuns
 
-from ..audio.length import fit_length
+from model_zoo.samples import fit_length
 from ..audio.pcm import PcmCodec
 from .connection import Connection
 from .live import LiveStream

@@ -9,7 +9,7 @@ That function has no state, so resampling each websocket frame on its own would 
 (the filter's history and look-ahead) and emits every output block whose input window is complete. The filter
 taps come from torchaudio itself (so both paths share one kernel, and a test compares them sample by
 sample); ``flush`` appends the trailing zeros and fits the total to the offline length
-(:func:`app.audio.length.fit_length`, the rule the offline path applies).
+(:func:`model_zoo.samples.fit_length`, the rule the offline path applies).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torchaudio.functional.functional import _get_sinc_resample_kernel
 
-from ..audio.length import fit_length
+from model_zoo.samples import fit_length
 
 __all__ = ["StreamResampler"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from .asterisk import AsteriskASR, AsteriskDenoise, AsteriskKWS, AsteriskNotInstalled
 from .librispeech import LibriSpeech
-from .speech_commands import SpeechCommands, fit_length, load_mono
+from .speech_commands import SpeechCommands, load_mono
 from .voicebank_demand import VoiceBankDemand
 
-__all__ = ["SpeechCommands", "VoiceBankDemand", "LibriSpeech", "load_mono", "fit_length", "AsteriskASR", "AsteriskKWS",
+__all__ = ["SpeechCommands", "VoiceBankDemand", "LibriSpeech", "load_mono", "AsteriskASR", "AsteriskKWS",
            "AsteriskDenoise", "AsteriskNotInstalled"]

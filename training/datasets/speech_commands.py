@@ -26,6 +26,7 @@ import torchaudio.functional as AF
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from model_zoo.samples import fit_length
 from model_zoo.vocab import KWS_LABELS, SILENCE, SPEECH_COMMANDS_WORDS, UNKNOWN
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "TEST_LIST",
     "SpeechCommands",
     "load_mono",
-    "fit_length",
 ]
 
 SAMPLE_RATE = 16_000
@@ -63,13 +63,6 @@ def load_mono(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> T
     if file_rate != sample_rate:
         waveform = AF.resample(waveform, file_rate, sample_rate)
     return waveform.contiguous()
-
-
-def fit_length(waveform: Tensor, length: int) -> Tensor:
-    """Crop ``(L,)`` to its first ``length`` samples or zero-pad it at the end; returns ``(length,)``."""
-    if waveform.shape[-1] >= length:
-        return waveform[..., :length].contiguous()
-    return torch.nn.functional.pad(waveform, (0, length - waveform.shape[-1]))
 
 
 def _resolve_root(root: Path) -> Path:

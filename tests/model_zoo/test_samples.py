@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.audio.length import fit_length
+from model_zoo.samples import fit_length
 
 
 def test_longer_is_cropped_shorter_is_zero_padded_at_the_end():

@@ -2,7 +2,9 @@
 
 Resampling rounds lengths (torchaudio returns ``ceil``), and a round trip through a model's rate can end a
 sample short or long; every path that promises a length (offline resampling, ``/denoise``, the denoising
-stream's last frame, the streaming resampler's flush) applies this rule, so they agree sample for sample.
+stream's last frame, the streaming resampler's flush) applies this rule, so they agree sample for sample; the
+datasets that cut clips to a fixed length (``training.datasets.speech_commands``) use it too. It lives in
+``model_zoo`` because both the service and training need it and training may not import the service.
 """
 
 from __future__ import annotations
