@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_zoo.nets import TaskName
 from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
-from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
+from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD, HOP_LIMITS
 
 from ..audio.decode import RawFormat
 from ..audio.pcm import PcmEncoding
@@ -84,7 +84,7 @@ class KeywordsForm(AudioForm):
     keywords: list[str] | None = Field(None, alias="keywords[]",
                                        description="Only report these keywords (default: all of the model's).")
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="Minimum probability of a detection.")
-    hop: float = Field(DEFAULT_HOP_SECONDS, ge=0.01, le=1.0, description="Seconds between the starts of one-second windows.")
+    hop: float = Field(DEFAULT_HOP_SECONDS, ge=HOP_LIMITS[0], le=HOP_LIMITS[1], description="Seconds between the starts of one-second windows.")
 
 
 # ---- responses ---------------------------------------------------------------------------------------------------

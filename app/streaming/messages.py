@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from model_zoo.nets import TaskName
 from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
 from model_zoo.pipelines.endpoint import MAX_RULE_SECONDS, EndpointRules
-from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD
+from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD, LIVE_HOP_LIMITS
 
 from ..errors import echo, public_message
 
@@ -46,7 +46,7 @@ class SessionStart(_Message):
     beam_search: bool = Field(DEFAULT_BEAM_SEARCH, description="transcribe: beam search for finals (partials stay greedy).")
     keywords: list[str] | None = Field(None, description="keywords: only these (default: all of the model's).")
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="keywords: minimum probability of a detection.")
-    hop: float = Field(DEFAULT_HOP_SECONDS, ge=0.05, le=1.0, description="keywords: seconds between one-second windows.")
+    hop: float = Field(DEFAULT_HOP_SECONDS, ge=LIVE_HOP_LIMITS[0], le=LIVE_HOP_LIMITS[1], description="keywords: seconds between one-second windows.")
     step_ms: float | None = Field(None, gt=0, description="Audio per model step, in ms (rounded up to the model's "
                                   "frame), within the server's stream_min_step_ms..stream_max_step_ms; default "
                                   "stream_step_ms. Smaller is lower latency (20 for a live monitor), larger is cheaper.")

@@ -25,12 +25,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_HOP_SECONDS", "DEFAULT_THRESHOLD", "ClipWindows", "Detection", "DetectionRuns", "LiveWindows",
+__all__ = ["DEFAULT_HOP_SECONDS", "DEFAULT_THRESHOLD", "HOP_LIMITS", "LIVE_HOP_LIMITS", "ClipWindows", "Detection", "DetectionRuns", "LiveWindows",
            "detected_keywords", "hop_length", "keyword_indices", "scan", "tail_start", "window_length",
            "window_starts"]
 
 DEFAULT_HOP_SECONDS = 0.25
 DEFAULT_THRESHOLD = 0.5
+# The hops a caller may ask for, (lowest, highest) in seconds. A clip's cost is bounded by its length, so uploads
+# may slide by 10 ms; a live stream classifies a window per hop for as long as it lasts, beside every other
+# stream, so it may not go below 50 ms (20 windows a second).
+HOP_LIMITS = (0.01, 1.0)
+LIVE_HOP_LIMITS = (0.05, 1.0)
 
 
 def keyword_indices(labels: Sequence[str], wanted: Iterable[str] | None = None) -> list[int]:
