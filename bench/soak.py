@@ -27,12 +27,24 @@ close 1000 (denoise: exactly as many samples back as were sent). Errors are coun
 handshake and a 1013 close are capacity refusals, counted apart. Samples are then taken every
 ``--sample-seconds`` as well, and the warm-up is the ``--warmup`` fraction of the stream time.
 
+The request mix holds ``stream=true`` uploads too (OpenAI's server-sent events, beam search and greedy), whose
+bodies must be deltas and one ``transcript.text.done`` they concatenate to. ``--realtime N`` and ``--wyoming N``
+add N OpenAI Realtime sessions (``/v1/realtime``) and N Wyoming connections (the started server listens for
+Wyoming on a free loopback port; with ``--url``, give ``--wyoming-uri``) for the same ``--stream-minutes``, each
+sending paced audio in a cycle of patterns (commits, server_vad turns, clears, closes and drops mid-turn;
+transcriptions, wake words, describe, closes and resets mid-audio): ``soak_realtime.py``, ``soak_wyoming.py``.
+Their sessions are judged like the streams' (completed, abandoned on purpose, capacity refusals, errors by kind),
+and the leak checks (memory, descriptors, resident sessions) cover them too.
+
     python bench/soak.py --random-models /tmp/soak-models --requests 10000 --concurrency 8
     python bench/soak.py --random-models /tmp/soak-models --requests 300        # the CI version
     python bench/soak.py --random-models /tmp/soak-models --requests 0 --streams 6 --stream-minutes 30
+    python bench/soak.py --random-models /tmp/soak-models --requests 0 --streams 4 --realtime 2 --wyoming 2 \
+        --stream-minutes 30
 
 This file runs the soak and is its command line; the request mix is ``soak_requests.py``, the streams
-``soak_streams.py``, the samples of memory, descriptors and sessions ``soak_probes.py``, and the checks
+``soak_streams.py``, the Realtime and Wyoming sessions ``soak_realtime.py`` and ``soak_wyoming.py`` (on
+``soak_protocols.py``), the samples of memory, descriptors and sessions ``soak_probes.py``, and the checks
 ``soak_verdict.py``.
 """
 
@@ -43,24 +55,32 @@ import asyncio
 import itertools
 import json
 import os
+import socket
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 
 from service import clip, make_random_models, start_server
 from soak_probes import Sample, print_table, sample, settle, show
-from soak_requests import MIX, Tally
+from soak_realtime import REALTIME_PATTERNS, realtime_streamer
+from soak_requests import BAD_BODY, MIX, Tally, sse_problem
 from soak_streams import PATTERNS, StreamTally, speech_pcm, streamer
-from soak_verdict import judge
+from soak_verdict import LIVE, judge
+from soak_wyoming import WYOMING_PATTERNS, wyoming_streamer
 
 
-async def soak(args: argparse.Namespace, base: str, server_pid: int) -> tuple[Tally, StreamTally, list[Sample], float]:
+async def soak(args: argparse.Namespace, base: str,
+               server_pid: int) -> tuple[Tally, dict[str, StreamTally], list[Sample], float]:
+    """The run; the live sessions' tallies by kind (``streams``, ``realtime``, ``wyoming``)."""
     bodies = {seconds: (clip(seconds) if seconds > 0 else b"this is not audio" * 64)
               for seconds in {m[3] for m in MIX if m[3] != 0.0}}
-    tally, streams, samples = Tally(), StreamTally(), []
+    tally, samples = Tally(), []
+    live = {kind: StreamTally() for kind in LIVE}
+    tallies = list(live.values())
     cases = itertools.cycle(MIX)
     started = time.monotonic()
     end = started + args.seconds
@@ -71,7 +91,7 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int) -> tuple[Ta
     # a request can go out on a connection the server is closing (one ReadError in the first 10,000-request run).
     limits = httpx.Limits(max_connections=args.concurrency + 4, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=300) as client:
-        samples.append(await sample(client, server_pid, 0, started, streams))
+        samples.append(await sample(client, server_pid, 0, started, tallies))
 
         async def user() -> None:
             while time.monotonic() < end:
@@ -86,6 +106,10 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int) -> tuple[Ta
                     else:
                         response = await client.post(path, files={"file": ("clip.wav", bodies[seconds])}, data=fields)
                     status = response.status_code
+                    if status == 200 and fields.get("stream") == "true" and (problem := sse_problem(
+                            response.headers.get("content-type", ""), response.text)):
+                        status = BAD_BODY
+                        print(f"# {name}: {problem}", file=sys.stderr)
                 except httpx.HTTPError as err:
                     status = 0
                     print(f"# transport error on {name}: {err!r}", file=sys.stderr)
@@ -93,7 +117,7 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int) -> tuple[Ta
                     tally.record(name, status, expected)
                     due = tally.done % args.sample_every == 0
                 if due:
-                    samples.append(await sample(client, server_pid, tally.done, started, streams))
+                    samples.append(await sample(client, server_pid, tally.done, started, tallies))
                     show(samples[-1])
 
         stream_end = started + 60 * args.stream_minutes
@@ -104,24 +128,37 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int) -> tuple[Ta
                 try:
                     await asyncio.wait_for(stopped.wait(), args.sample_seconds)
                 except asyncio.TimeoutError:
-                    samples.append(await sample(client, server_pid, tally.done, started, streams))
+                    samples.append(await sample(client, server_pid, tally.done, started, tallies))
                     show(samples[-1])
 
         async def all_streams() -> None:
-            if args.streams <= 0 or args.stream_minutes <= 0:
+            if args.streams + args.realtime + args.wyoming <= 0 or args.stream_minutes <= 0:
                 return
             pcm, patterns = speech_pcm(61.0), itertools.cycle(PATTERNS)
+            realtime, wyoming = itertools.cycle(REALTIME_PATTERNS), itertools.cycle(WYOMING_PATTERNS)
+            wyoming_at = urlparse(args.wyoming_uri or "")
             sampling = asyncio.create_task(sampler())
-            await asyncio.gather(*(streamer(slot, args, base, headers, streams, pcm, patterns, stream_end)
-                                   for slot in range(args.streams)))
+            await asyncio.gather(
+                *(streamer(slot, args, base, headers, live["streams"], pcm, patterns, stream_end)
+                  for slot in range(args.streams)),
+                *(realtime_streamer(slot, args, base, headers, live["realtime"], realtime, stream_end)
+                  for slot in range(args.realtime)),
+                *(wyoming_streamer(slot, args, wyoming_at.hostname, wyoming_at.port, live["wyoming"], wyoming,
+                                   stream_end) for slot in range(args.wyoming)))
             stopped.set()
             await sampling
 
         await asyncio.gather(all_streams(), *(user() for _ in range(args.concurrency if args.requests > 0 else 0)))
         await asyncio.sleep(1.0)  # let closing sessions and sockets settle before the last look
         settled = await settle(client, 10.0)
-        samples.append(await sample(client, server_pid, tally.done, started, streams))
-    return tally, streams, samples, settled
+        samples.append(await sample(client, server_pid, tally.done, started, tallies))
+    return tally, live, samples, settled
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rss-growth", type=float, default=0.05, help="allowed growth after warm-up")
     parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds the started server may take")
     parser.add_argument("--streams", type=int, default=0, help="websocket streams kept open at once")
-    parser.add_argument("--stream-minutes", type=float, default=30.0, help="how long the streams run")
+    parser.add_argument("--stream-minutes", type=float, default=30.0,
+                        help="how long the streams, Realtime sessions and Wyoming connections run")
+    parser.add_argument("--realtime", type=int, default=0, help="OpenAI Realtime sessions kept open at once")
+    parser.add_argument("--wyoming", type=int, default=0, help="Wyoming connections kept open at once")
+    parser.add_argument("--wyoming-uri", help="the Wyoming server of --url (tcp://HOST:PORT); a started server "
+                        "gets a free loopback port")
     parser.add_argument("--session-seconds", type=lambda v: tuple(float(x) for x in v.split(",")), default=(5.0, 60.0),
                         metavar="MIN,MAX", help="length of a stream session (uniform between)")
     parser.add_argument("--sample-seconds", type=float, default=30.0, help="seconds between samples during streams")
@@ -151,31 +193,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.url and not args.server_pid:
         parser.error("--url needs --server-pid (memory and descriptors are read from /proc)")
+    if args.url and args.wyoming > 0 and not args.wyoming_uri:
+        parser.error("--wyoming with --url needs --wyoming-uri")
 
     process = None
     if args.url:
         base, pid = args.url, args.server_pid
     else:
         models = make_random_models(args.random_models) if args.random_models else None
-        process, base = start_server("process", models, args.workers, dict(v.split("=", 1) for v in args.settings),
-                                     timeout=args.ready_timeout)
+        settings = dict(v.split("=", 1) for v in args.settings)
+        if args.wyoming > 0:
+            args.wyoming_uri = settings.setdefault("wyoming_uri", f"tcp://127.0.0.1:{free_port()}")
+        process, base = start_server("process", models, args.workers, settings, timeout=args.ready_timeout)
         pid = process.pid
     try:
-        tally, streams, samples, settled = asyncio.run(soak(args, base, pid))
+        tally, live, samples, settled = asyncio.run(soak(args, base, pid))
     finally:
         if process is not None:
             process.terminate()
             process.wait(60)
-    verdict = judge(args, tally, streams, samples, settled)
+    verdict = judge(args, tally, live, samples, settled)
     print_table(samples)
     if args.requests > 0:
         print(f"{tally.done} requests, {verdict['errors']} errors, {verdict['admission_503']} admission 503s")
-    if "streams" in verdict:
-        v = verdict["streams"]
-        print(f"{args.streams} streams for {args.stream_minutes:g} min: {v['sessions_started']} sessions started, "
-              f"{v['sessions_completed']} completed, {v['sessions_abandoned']} abandoned on purpose, "
-              f"{v['audio_seconds_sent']:.0f} s of audio sent, {v['messages_total']} server messages; "
-              f"capacity refusals {v['capacity_refusals'] or 0}, errors {v['errors'] or 0}")
+    for kind in LIVE:
+        if kind in verdict:
+            v = verdict[kind]
+            print(f"{v['streams']} {LIVE[kind]} for {args.stream_minutes:g} min: {v['sessions_started']} sessions "
+                  f"started, {v['sessions_completed']} completed, {v['sessions_abandoned']} abandoned on purpose, "
+                  f"{v['audio_seconds_sent']:.0f} s of audio sent, {v['messages_total']} server messages; "
+                  f"capacity refusals {v['capacity_refusals'] or 0}, errors {v['errors'] or 0}")
     print(f"resident memory: {verdict['rss_start_mb']:.1f} MB at start, {verdict['rss_warm_mb']:.1f} MB after "
           f"warm-up ({verdict['warm_at_seconds']:.0f} s, request {verdict['warm_at_request']}), "
           f"peak {verdict['rss_peak_mb']:.1f} MB, last {verdict['rss_last_mb']:.1f} MB, "

@@ -43,8 +43,8 @@ class Sample:
     worker_fds: int
     sessions: float
     workers: list[int]
-    streams_open: int = 0  # websockets this client had open
-    stream_sessions: int = 0  # stream sessions finished so far (any outcome)
+    streams_open: int = 0  # websockets and Wyoming connections this client had open
+    stream_sessions: int = 0  # stream, Realtime and Wyoming sessions finished so far (any outcome)
     load: float = 0.0  # 1-minute load average of the machine
 
 
@@ -60,7 +60,9 @@ async def settle(client: httpx.AsyncClient, seconds: float) -> float:
 
 
 async def sample(client: httpx.AsyncClient, server_pid: int, done: int, started: float,
-                 streams: StreamTally | None = None) -> Sample:
+                 streams: list[StreamTally] | None = None) -> Sample:
+    """A row of samples; ``streams``: the tallies of the live sessions (websocket streams, Realtime, Wyoming),
+    whose open connections and finished sessions are summed."""
     ready = (await client.get("/health/ready", timeout=30)).json()
     workers = [w["pid"] for w in ready.get("workers", []) if w.get("pid")]
     sessions = float("nan")
@@ -70,7 +72,8 @@ async def sample(client: httpx.AsyncClient, server_pid: int, done: int, started:
     rss = rss_kb(server_pid) + sum(rss_kb(p) for p in workers)
     return Sample(done, round(time.monotonic() - started, 1), round(rss / 1024, 1), fd_count(server_pid),
                   sum(fd_count(p) for p in workers), sessions, workers,
-                  streams.open if streams else 0, streams.sessions() if streams else 0, round(os.getloadavg()[0], 2))
+                  sum(t.open for t in streams or []), sum(t.sessions() for t in streams or []),
+                  round(os.getloadavg()[0], 2))
 
 
 def show(last: Sample) -> None:

@@ -1,4 +1,5 @@
-"""The verdict of ``bench/soak.py``: memory growth after warm-up, descriptors, sessions left, errors."""
+"""The verdict of ``bench/soak.py``: memory growth after warm-up, descriptors, sessions left, errors (of the
+requests, and of each kind of live session: websocket streams, OpenAI Realtime, Wyoming)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from soak_probes import Sample
 from soak_requests import Tally
 from soak_streams import StreamTally
 
-__all__ = ["judge"]
+__all__ = ["LIVE", "judge"]
+
+# The live sessions' kinds: their --option (the slots kept open) and how the summary names them.
+LIVE = {"streams": "streams", "realtime": "Realtime sessions", "wyoming": "Wyoming connections"}
 
 
-def judge(args: argparse.Namespace, tally: Tally, streams: StreamTally, samples: list[Sample],
+def judge(args: argparse.Namespace, tally: Tally, live: dict[str, StreamTally], samples: list[Sample],
           settled: float) -> dict:
     samples = sorted(samples, key=lambda s: s.seconds)
-    streaming = args.streams > 0 and args.stream_minutes > 0
+    kinds = [kind for kind in LIVE if getattr(args, kind) > 0 and args.stream_minutes > 0]
+    streaming = bool(kinds)
 
     def progress(s: Sample) -> float:  # of the slower part: requests done, stream time passed
         parts = ([s.requests / tally.done] if args.requests > 0 and tally.done else []) + \
@@ -37,10 +42,11 @@ def judge(args: argparse.Namespace, tally: Tally, streams: StreamTally, samples:
     if args.requests > 0:
         checks["requests_done"] = tally.done >= args.requests
         checks["no_unexpected_statuses"] = tally.errors() == 0
-    if streaming:
-        # Every slot got through more than one session, and capacity refusals did not replace the streams.
-        checks["stream_sessions_completed"] = streams.completed >= args.streams
-        checks["no_stream_errors"] = not streams.errors
+    for kind in kinds:
+        # Every slot got through more than one session, and capacity refusals did not replace the sessions.
+        prefix = "stream" if kind == "streams" else kind
+        checks[f"{prefix}_sessions_completed"] = live[kind].completed >= getattr(args, kind)
+        checks[f"no_{prefix}_errors"] = not live[kind].errors
     if streaming and args.requests <= 0:
         # Streams alone: the quiet server at the end (every socket closed) is compared with the quiet server at
         # the start too, so a leak smaller than the streams' own sockets at warm-up shows.
@@ -59,9 +65,10 @@ def judge(args: argparse.Namespace, tally: Tally, streams: StreamTally, samples:
     if args.requests > 0:
         verdict.update({"requests_done": tally.done, "errors": tally.errors(), "admission_503": tally.admission(),
                         "unexpected": tally.unexpected})
-    if streaming:
-        verdict["streams"] = {
-            "streams": args.streams, "minutes": args.stream_minutes, "sessions_started": streams.started,
+    for kind in kinds:
+        streams = live[kind]
+        verdict[kind] = {
+            "streams": getattr(args, kind), "minutes": args.stream_minutes, "sessions_started": streams.started,
             "sessions_completed": streams.completed, "sessions_abandoned": streams.abandoned,
             "audio_seconds_sent": round(streams.audio_seconds_sent, 1),
             "messages": dict(sorted(streams.messages.items())), "messages_total": sum(streams.messages.values()),

@@ -16,8 +16,8 @@ transcript-chunk events are its words (they concatenate to the text). Wake words
 Bad input gets an ``error`` event (``text``, ``code``) and the connection goes on: ``malformed_event``,
 ``invalid_event``, ``unknown_event``, ``unexpected_event`` (one only servers send), ``no_request`` (audio before
 transcribe or detect), ``audio_already_started``, ``audio_in_progress``, ``unsupported_audio_format``,
-``audio_format_changed``, ``audio_too_long``, ``unsupported_language``, ``unknown_wake_word``,
-``unknown_program``, ``model_not_found``, and the engine's own codes (``overloaded``, ``worker_lost``, ...). After
+``audio_format_changed``, ``audio_too_long``, ``payload_too_large`` (over ``MAX_UPLOAD_MB``), ``unsupported_language``,
+``unknown_wake_word``, ``unknown_program``, ``model_not_found``, and the engine's own codes (``overloaded``, ``worker_lost``, ...). After
 an error in an audio stream the rest of that stream is dropped quietly until its ``audio-stop``. Only a stream
 out of step (``event_too_large``, lengths that cannot be trusted), ``idle_timeout`` and ``session_too_long``
 close the connection.
@@ -273,6 +273,8 @@ class WyomingConnection:
         limit = self.settings.max_audio_seconds
         if audio.wake is None and audio.size > limit * fmt.rate * fmt.frame_bytes:
             raise Problem("audio_too_long", f"the audio is longer than {limit:g} s")
+        if audio.wake is None and audio.size > self.settings.max_upload_bytes:  # held until audio-stop, as an upload
+            raise Problem("payload_too_large", f"the audio is over the upload limit of {self.settings.max_upload_mb:g} MB")
         audio.chunks.append(payload)
 
     async def _audio_stop(self, event: Event) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from service_testkit import build_tiny_models, settings_for, start_server, stop_server, wait_ready
+from service_testkit import build_tiny_models, free_port, settings_for, start_server, stop_server, wait_ready
 
 from app.main import create_app
 
@@ -27,9 +27,13 @@ def loopback_server(tiny_models, tmp_path_factory):
     """A real ``centaurus-speech serve`` on loopback, shared by the fuzz and fault tests (one start is the
     expensive part). Small limits, so oversized bodies and over-long audio are cheap to send; 1 s chunks, so
     a clip of a few seconds already runs through a resident session; a 3 s stream idle timeout, so a fuzzed
-    stream that never starts a session is closed by the server in seconds, not the default 30."""
+    stream that never starts a session is closed by the server in seconds, not the default 30. It serves Wyoming
+    too, on ``loopback_server.wyoming_port``."""
+    port = free_port()
     running = start_server(tiny_models, tmp_path_factory.mktemp("loopback") / "server.log", max_upload_mb="2",
-                           max_audio_seconds="30", chunk_seconds="1", stream_idle_timeout_seconds="3")
+                           max_audio_seconds="30", chunk_seconds="1", stream_idle_timeout_seconds="3",
+                           wyoming_uri=f"tcp://127.0.0.1:{port}")
+    running.wyoming_port = port
     yield running
     stop_server(running)
 

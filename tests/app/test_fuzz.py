@@ -7,39 +7,31 @@ Two fuzzers, both against ``centaurus-speech serve`` on loopback with one worker
 * schemathesis, generating valid and invalid requests from the service's own ``/openapi.json``.
 
 After each run the server must still be ready with no worker replaced (a crashed worker would show as a
-restart). The server is the session's shared loopback server (conftest): 2 MB uploads, 30 s of audio. ``CENTAURUS_FUZZ_EXAMPLES`` sets the examples per endpoint (default 40, bounded so CI stays fast);
-``bench/fuzz.py`` runs the same tests with larger counts. The cases tried per endpoint are printed at the end,
-and written as JSON to ``CENTAURUS_FUZZ_REPORT`` when that is set.
+restart). The server is the session's shared loopback server (conftest): 2 MB uploads, 30 s of audio. The
+websocket streams get malformed and unknown messages, absurd options (the endpoint rules' lengths among them)
+and audio before ``session.start``. The other protocols have their own modules: ``test_fuzz_sse.py``
+(``stream=true``), ``test_fuzz_realtime.py`` (``/v1/realtime``), ``test_fuzz_wyoming.py``. Example counts,
+the tally of cases and its report: ``fuzz_testkit``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import time
-from collections import Counter
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from bad_input import INTERNALS, Upload, request_for, uploads, wav_with_header
-from hypothesis import HealthCheck, given, settings
+from bad_input import Upload, request_for, uploads, wav_with_header
+from fuzz_testkit import (EXAMPLES, FUZZ, REQUEST_TIMEOUT, assert_error_envelope, assert_public, assert_sound_events,
+                          assert_still_serving, cases_tried, report, sse_events, wait_no_sessions)
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-from service_testkit import FORMATS, encoded
+from service_testkit import FORMATS, encoded, signal
 
-EXAMPLES = int(os.environ.get("CENTAURUS_FUZZ_EXAMPLES", "40"))
-# A hang is a failure: no request to a 1-worker server on tiny models may take this long.
-REQUEST_TIMEOUT = 60.0
 # Statuses the audio endpoints may give bad input (503/504 would mean overload or a stuck worker).
 CLIENT_ERRORS = {400, 404, 405, 413, 415, 422}
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                       HealthCheck.function_scoped_fixture])
-
-cases_tried: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module")
@@ -58,30 +50,7 @@ def corpus() -> dict[str, bytes]:
 @pytest.fixture(scope="module", autouse=True)
 def report_counts(pytestconfig):
     yield
-    if not cases_tried:
-        return
-    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")  # shown even when output is captured
-    line = "fuzz cases per endpoint: " + ", ".join(f"{k} {v}" for k, v in sorted(cases_tried.items()))
-    terminal.write_line("\n" + line) if terminal is not None else print(line)
-    target = os.environ.get("CENTAURUS_FUZZ_REPORT")
-    if target:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(json.dumps({"examples_setting": EXAMPLES, "cases": dict(sorted(cases_tried.items()))},
-                                           indent=1) + "\n")
-
-
-def assert_still_serving(server) -> None:
-    """Ready, and no worker was lost while the fuzzer ran."""
-    assert server.process.poll() is None, server.log.read_text()[-3000:]
-    assert httpx.get(f"{server.base}/health/ready", timeout=10).status_code == 200
-    assert server.metric("centaurus_worker_restarts") == server.restarts_before, server.log.read_text()[-3000:]
-
-
-def assert_error_envelope(content_type: str, body: bytes) -> None:
-    assert content_type.startswith("application/json"), content_type
-    error = json.loads(body)["error"]
-    assert set(error) == {"message", "type", "code", "param"} and error["message"], error
-    assert not INTERNALS.search(error["message"]), error  # no library path or traceback reaches a client
+    report(pytestconfig)
 
 
 def assert_correct_answer(endpoint: str, upload: Upload, response: httpx.Response) -> None:
@@ -95,6 +64,9 @@ def assert_correct_answer(endpoint: str, upload: Upload, response: httpx.Respons
             assert abs(samples - duration * rate) <= 1
             if upload.frames is not None:  # raw PCM in: exactly as many samples out
                 assert samples == upload.frames
+        return
+    if response.headers["content-type"].startswith("text/event-stream"):  # stream=true
+        assert_sound_events(sse_events(response.text))
         return
     if endpoint == "/v1/audio/transcriptions" and not response.headers["content-type"].startswith("application/json"):
         assert isinstance(response.text, str)
@@ -197,6 +169,40 @@ SERVER_MESSAGES = {"session.started", "transcript.partial", "transcript.final", 
 ACCEPTABLE_CLOSES = {1000, 1007, 1008, 1009, 1013}
 
 
+# The endpoint rules' lengths (seconds, above 0 and at most 3600) and their switch, as a careless client sends them.
+SECONDS = st.one_of(st.sampled_from([1.2, 0.5, 3600, 3600.5, 0, -0.0, -1, 1e-9, 5e-324, 10**30, math.inf, math.nan,
+                                     "1.5", "abc", "", None, [], {}, True, False]),
+                    st.floats(-10, 4000, allow_nan=False))
+ENDPOINT_RULES = ("endpoint_silence_after_speech", "endpoint_silence_without_speech", "endpoint_max_utterance")
+ENDPOINT_OPTIONS = {"endpointing": st.sampled_from([True, False, 0, 1, 2, 0.5, "yes", "off", "maybe", "", None, []]),
+                    **{name: SECONDS for name in ENDPOINT_RULES}}
+
+
+def seconds_ok(value) -> bool:
+    """Whether the protocol takes ``value`` as an endpoint rule's length (JSON numbers, numeric strings and
+    booleans are read as numbers, as for every option)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    if not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and 0 < value <= 3600
+
+
+def switch_ok(value) -> bool:
+    if isinstance(value, str):
+        return value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0", "t", "f", "y", "n")
+    return value in (0, 1) and not isinstance(value, float)
+
+
+def endpoint_options_ok(options: dict, *, update: bool) -> bool:
+    """The oracle: whether a ``session.start`` (``update``: ``session.update``) with these options is taken."""
+    return all((update and value is None) or (switch_ok(value) if name == "endpointing" else seconds_ok(value))
+               for name, value in options.items())
+
+
 def start_messages() -> st.SearchStrategy[str]:
     options = st.fixed_dictionaries({}, optional={
         "model": st.sampled_from(["asr", "kws", "denoise", "nope", "../asr", None]),
@@ -206,8 +212,15 @@ def start_messages() -> st.SearchStrategy[str]:
         "keywords": st.sampled_from([None, [], ["yes"], ["nope"], "yes"]),
         "threshold": st.sampled_from([0.0, 0.5, 1.0, 2.0, -1, "nan"]),
         "hop": st.sampled_from([0.05, 0.25, 1.0, 0.0, 100]),
-        "extra_field": st.integers()})
+        "extra_field": st.integers(), **ENDPOINT_OPTIONS})
     return options.map(lambda o: json.dumps({"type": "session.start", **o}))
+
+
+def update_messages() -> st.SearchStrategy[str]:
+    options = st.fixed_dictionaries({}, optional={
+        "interim_results": st.sampled_from([True, None, "x"]), "keywords": st.sampled_from([None, ["up"], "up"]),
+        "threshold": st.sampled_from([0.2, -1, None]), "bogus": st.integers(), **ENDPOINT_OPTIONS})
+    return options.map(lambda o: json.dumps({"type": "session.update", **o}))
 
 
 def stream_events() -> st.SearchStrategy[list[tuple[str, bytes | str]]]:
@@ -219,6 +232,7 @@ def stream_events() -> st.SearchStrategy[list[tuple[str, bytes | str]]]:
         st.sampled_from(['{"type": "session.end"}', '{"type": "input.flush"}', '{"type": "nope"}', "{}", "[]",
                          "null", '{"type": 1}', '{"type": "session.update", "threshold": 0.2}',
                          '{"type": "session.update", "keywords": ["up"], "bogus": 1}', '{"type": "session.started"}']),
+        update_messages(),
     )
     floats = st.lists(st.floats(width=32) | st.sampled_from([math.nan, math.inf]), max_size=400).map(
         lambda values: np.array(values, "<f4").tobytes())
@@ -266,14 +280,52 @@ def test_stream_protocol_abuse_gets_errors_and_clean_closes(server, path):
                 assert message.get("code") != "internal_error", message
 
     check()
-    # Every session the fuzzer opened is gone, and the worker survived it all.
-    end = time.monotonic() + 30
-    while server.metric("centaurus_active_streams") != 0:
-        assert time.monotonic() < end, "streaming sessions left open"
-        time.sleep(0.1)
+    wait_no_sessions(server)  # every session the fuzzer opened is gone, and the worker survived it all
     assert_still_serving(server)
     # A proper session still works: start, a second of audio, end -> session.ended and a normal close.
     proper = [("text", json.dumps({"type": "session.start"})), ("binary", np.zeros(16000, "<i2").tobytes())]
     messages, code = play(server.base.replace("http", "ws", 1) + path, proper)
     assert code == 1000 and messages[0]["type"] == "session.started" and messages[-1]["type"] == "session.ended", \
         (code, messages)
+
+
+def speech_frames(seconds: float, frames: int) -> list[bytes]:
+    """The speech-like test signal as 16 kHz pcm_s16le, in ``frames`` pieces."""
+    pcm = (signal(seconds)[0] * 32767).astype("<i2").tobytes()
+    step = -(-len(pcm) // frames) // 2 * 2
+    return [pcm[i:i + step] for i in range(0, len(pcm), step)]
+
+
+@pytest.mark.parametrize("path", ["/v1/stream/transcribe"])
+def test_endpoint_options_out_of_range_or_of_a_wrong_type_are_refused_and_the_session_goes_on(server, path):
+    """session.start and session.update with the endpoint rules' options drawn from sensible, absurd and
+    wrong-type values: exactly the ones the oracle refuses get ``invalid_message`` (a refused start leaves the
+    connection open for a proper one), the ones it takes run the session to its end (even a rule of 5e-324 s,
+    which ends an utterance at every step), with a final, session.ended and close 1000."""
+    pytest.importorskip("websockets")
+    options = st.fixed_dictionaries({}, optional=ENDPOINT_OPTIONS)
+
+    @settings(FUZZ, max_examples=max(4, EXAMPLES // 4))
+    @given(start=options, update=options)
+    def check(start, update):
+        good_start, good_update = endpoint_options_ok(start, update=False), endpoint_options_ok(update, update=True)
+        audio = speech_frames(1.5, 6)
+        events = [("text", json.dumps({"type": "session.start", **start}))]
+        if not good_start:
+            events.append(("text", json.dumps({"type": "session.start"})))  # the connection is still open
+        events += [("binary", frame) for frame in audio[:3]]
+        events += [("text", json.dumps({"type": "session.update", **update}))]
+        events += [("binary", frame) for frame in audio[3:]]
+        messages, code = play(server.base.replace("http", "ws", 1) + path, events)
+        cases_tried[f"WS {path} endpoint options"] += 1
+        errors = [m for m in messages if m["type"] == "error"]
+        assert [e["code"] for e in errors] == ["invalid_message"] * (2 - good_start - good_update), (messages, start,
+                                                                                                    update)
+        for error in errors:
+            assert_public(error["message"])
+        assert code == 1000 and [m["type"] for m in messages].count("session.started") == 1, (code, messages)
+        assert [m["type"] for m in messages[-2:]] == ["transcript.final", "session.ended"], messages
+
+    check()
+    wait_no_sessions(server)
+    assert_still_serving(server)

@@ -1,4 +1,5 @@
-"""The CI version of the soak (``bench/soak.py``): a few hundred mixed requests against a real server process."""
+"""The CI version of the soak (``bench/soak.py``): a few hundred mixed requests against a real server process,
+``stream=true`` uploads (server-sent events) among them."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ def test_short_soak_has_no_errors_no_leaked_sessions_or_descriptors(tmp_path):
     result = json.loads(out.read_text())
     assert result["passed"] and result["errors"] == 0
     # Every case of the mix ran, and the bad uploads got exactly their 4xx.
-    assert len(result["by_case"]) == 12
+    assert len(result["by_case"]) == 14
     assert set(result["by_case"]["not audio"]) == {"415"}
+    # The streamed transcriptions (server-sent events) came back whole: deltas, then the done text (a bad body
+    # would count as -1).
+    assert set(result["by_case"]["openai sse"]) == set(result["by_case"]["openai sse greedy"]) == {"200"}
     assert set(result["by_case"]["unknown model"]) == {"404"}
     assert result["sessions_last"] == 0 and result["server_fds_last"] <= result["server_fds_warm"]

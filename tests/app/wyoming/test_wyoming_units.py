@@ -136,3 +136,18 @@ def test_connections_past_the_limit_are_refused_and_stop_ends_the_rest():
     assert [m.name for m in info.wake[0].models] == ["yes", "no"] and info.asr[0].models[0].name == "asr"
     assert refused.type == "error" and refused.data["code"] == "too_many_connections" and closed is None
     assert ended is None and clients == 0
+
+
+def test_a_transcription_holds_no_more_bytes_than_an_upload_may():
+    """A transcription's audio is held until audio-stop: bounded by the upload limit as well as by its duration
+    (an hour of 8 channels of 32-bit audio at 384 kHz is 44 GB). Found while fuzzing Wyoming."""
+    from app.wyoming.connection import AudioIn, Request, WyomingConnection
+    from app.wyoming.framing import Problem
+
+    connection = WyomingConnection(None, None, None, Settings(max_upload_mb=1, max_audio_seconds=3600))
+    fmt = Format(384000, 4, 8)
+    audio = AudioIn(Request("asr", "asr"), fmt)
+    connection._take(audio, fmt, bytes(600_000))  # 0.05 s, 0.6 MB: taken
+    with pytest.raises(Problem) as refused:
+        connection._take(audio, fmt, bytes(600_000))  # 1.2 MB in all
+    assert refused.value.code == "payload_too_large" and "1 MB" in refused.value.text
