@@ -122,6 +122,19 @@ async def refuse_key(websocket: WebSocket, problem: str) -> None:
     await websocket.close(POLICY, "invalid_api_key")
 
 
+async def refuse_unless_admitted(websocket: WebSocket, settings: Any, open_streams: int, ready: bool) -> bool:
+    """The admission rule of every websocket protocol: refuse (503 at the handshake) when ``open_streams`` has
+    reached ``settings.stream_max_sessions`` or the models are not ``ready``; whether it refused."""
+    if open_streams >= settings.stream_max_sessions:
+        await refuse_handshake(websocket, settings.retry_after_seconds,
+                               f"{settings.stream_max_sessions} streams are already open; retry shortly", "overloaded")
+        return True
+    if not ready:
+        await refuse_handshake(websocket, settings.retry_after_seconds, "models are still loading", "not_ready")
+        return True
+    return False
+
+
 async def refuse_handshake(websocket: WebSocket, retry_after: int, message: str, code: str) -> None:
     """HTTP 503 at the handshake (servers without the denial extension get a 1013 close instead)."""
     body = JSONResponse(error_body(message, "server_error", code), 503, headers={"Retry-After": str(retry_after)})

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, WebSocket
 from ...engine import Engine
 from ...errors import Unauthorized
 from ...settings import Settings
-from ...streaming.connection import POLICY, refuse_handshake
+from ...streaming.connection import POLICY, refuse_unless_admitted
 from ...streaming.live import StreamRegistry
 from ...streaming.realtime import RealtimeHandler, refuse_reason
 from ...streaming.realtime_messages import error_event
@@ -39,12 +39,7 @@ async def realtime(websocket: WebSocket, settings: Settings = Depends(get_settin
     if (problem := refuse_reason(websocket.query_params.get("intent"))) is not None:
         await _refuse(websocket, "invalid_request_error", "unsupported_intent", problem)
         return
-    if len(registry) >= settings.stream_max_sessions:
-        await refuse_handshake(websocket, settings.retry_after_seconds,
-                               f"{settings.stream_max_sessions} streams are already open; retry shortly", "overloaded")
-        return
-    if not engine.ready:
-        await refuse_handshake(websocket, settings.retry_after_seconds, "models are still loading", "not_ready")
+    if await refuse_unless_admitted(websocket, settings, len(registry), engine.ready):
         return
     beta = websocket.headers.get("openai-beta", "").lower().startswith("realtime")
     handler = RealtimeHandler(websocket, settings, engine, beta=beta, url_model=websocket.query_params.get("model"))

@@ -14,7 +14,7 @@ from model_zoo.nets import for_every_task
 
 from ...engine import Engine
 from ...settings import Settings
-from ...streaming.connection import refuse_handshake, refuse_key
+from ...streaming.connection import refuse_key, refuse_unless_admitted
 from ...streaming.handler import StreamHandler
 from ...streaming.live import StreamRegistry
 from ..dependencies import get_engine, get_settings, get_streams, stream_key_problem
@@ -32,12 +32,7 @@ async def stream(websocket: WebSocket, task: str, key_problem: str | None, setti
     if key_problem is not None:
         await refuse_key(websocket, key_problem)
         return
-    if len(registry) >= settings.stream_max_sessions:
-        await refuse_handshake(websocket, settings.retry_after_seconds,
-                               f"{settings.stream_max_sessions} streams are already open; retry shortly", "overloaded")
-        return
-    if not engine.ready:
-        await refuse_handshake(websocket, settings.retry_after_seconds, "models are still loading", "not_ready")
+    if await refuse_unless_admitted(websocket, settings, len(registry), engine.ready):
         return
     handler = StreamHandler(websocket, task, settings, engine)
     registry.active.add(handler.session_id)
