@@ -144,7 +144,7 @@ class Client:
 
     # ---- streams -----------------------------------------------------------------------------------------------
     def stream(self, audio: str | os.PathLike | bytes, task: str = "transcribe", *, model: str | None = None,
-               partials: bool = False, threshold: float = 0.5, keywords: list[str] | None = None,
+               partials: bool = False, threshold: float | None = None, keywords: list[str] | None = None,
                chunk_ms: float = 100.0, speed: float = 1.0, progress: Callable[[float, float], None] | None = None,
                **start: Any) -> Iterator[dict]:
         """Stream a file over ``/v1/stream/{task}`` (``transcribe``/``asr``, ``keywords``/``kws``, ``denoise``) and

@@ -128,7 +128,8 @@ def _keywords(args: argparse.Namespace) -> int:
     for d in result["detections"]:
         print(f"{d['keyword']} {d['start']:.2f}-{d['end']:.2f} {d['score']:.3f}")
     if not result["detections"]:
-        print(f"no keyword scored {args.threshold} or more in {result['duration']:.2f} s", file=sys.stderr)
+        bar = "the server's threshold" if args.threshold is None else args.threshold
+        print(f"no keyword scored {bar} or more in {result['duration']:.2f} s", file=sys.stderr)
     return 0
 
 
@@ -238,7 +239,7 @@ def add_client_commands(commands: Any) -> None:
         "keywords", parents=parent, help="spot keywords in a file (POST /keywords)",
         description="Spot keywords in an audio file; prints 'keyword start-end score' per detection.")
     keywords.add_argument("file", help="audio file")
-    keywords.add_argument("--threshold", type=float, default=0.5, help="minimum score of a detection (0-1)")
+    keywords.add_argument("--threshold", type=float, help="minimum score of a detection (0-1; default: the server's)")
     keywords.add_argument("--keywords", nargs="+", help="only these keywords")
     keywords.add_argument("--format", choices=["text", "json"], default="text",
                           help="json: the whole response, with the ranked classes of a one-second clip")
@@ -253,6 +254,6 @@ def add_client_commands(commands: Any) -> None:
     stream.add_argument("--speed", type=float, default=1.0, help="pace in multiples of real time; 0 = unpaced")
     stream.add_argument("--partials", action="store_true", help="print partial transcripts too")
     stream.add_argument("--keywords", nargs="+", help="only these keywords")
-    stream.add_argument("--threshold", type=float, default=0.5, help="keyword detection threshold")
+    stream.add_argument("--threshold", type=float, help="keyword detection threshold (default: the server's)")
     stream.add_argument("--output", "-o", help="denoised WAV (default: FILE.denoised.wav)")
     stream.set_defaults(run=_guarded(_stream, "stream"))

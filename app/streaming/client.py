@@ -49,7 +49,7 @@ class StreamOptions:
     speed: float = 1.0
     partials: bool = False
     keywords: list[str] | None = None
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the server's default (model_zoo.pipelines.kws.DEFAULT_THRESHOLD)
     extra: dict[str, Any] = field(default_factory=dict)
     # Called by the sender with (seconds sent, seconds in the file) after every chunk.
     progress: Callable[[float, float], None] | None = None
@@ -137,7 +137,9 @@ def session(audio: Path | bytes | tuple[np.ndarray, int], options: StreamOptions
         raise ValueError(f"task must be one of {sorted(TASKS)}")
     samples, rate = audio if isinstance(audio, tuple) else load(audio)
     start = {"type": "session.start", "sample_rate": rate, "encoding": "pcm_f32le",
-             "interim_results": options.partials, "threshold": options.threshold, **options.extra}
+             "interim_results": options.partials, **options.extra}
+    if options.threshold is not None:
+        start["threshold"] = options.threshold
     if options.model:
         start["model"] = options.model
     if options.keywords:
