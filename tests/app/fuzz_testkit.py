@@ -18,12 +18,15 @@ import httpx
 from bad_input import INTERNALS
 from hypothesis import HealthCheck, settings
 
-__all__ = ["EXAMPLES", "REQUEST_TIMEOUT", "FUZZ", "cases_tried", "report", "assert_still_serving",
+__all__ = ["EXAMPLES", "REQUEST_TIMEOUT", "CLIENT_ERRORS", "FUZZ", "cases_tried", "report", "assert_still_serving",
            "assert_error_envelope", "assert_public", "wait_no_sessions", "sse_events", "assert_sound_events"]
 
 EXAMPLES = int(os.environ.get("CENTAURUS_FUZZ_EXAMPLES", "40"))
 # A hang is a failure: no request to a 1-worker server on tiny models may take this long.
 REQUEST_TIMEOUT = 60.0
+# The statuses a bad upload may get: each says the client's request was wrong (503/504 would mean overload or a
+# stuck worker).
+CLIENT_ERRORS = frozenset({400, 404, 405, 413, 415, 422})
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                                        HealthCheck.function_scoped_fixture])

@@ -23,15 +23,12 @@ import httpx
 import numpy as np
 import pytest
 from bad_input import Upload, request_for, uploads, wav_with_header
-from fuzz_testkit import (EXAMPLES, FUZZ, REQUEST_TIMEOUT, assert_error_envelope, assert_public, assert_sound_events,
-                          assert_still_serving, cases_tried, report, sse_events, wait_no_sessions)
+from fuzz_testkit import (CLIENT_ERRORS, EXAMPLES, FUZZ, REQUEST_TIMEOUT, assert_error_envelope, assert_public,
+                          assert_sound_events, assert_still_serving, cases_tried, report, sse_events, wait_no_sessions)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from service_testkit import FORMATS, encoded, signal
-
-# Statuses the audio endpoints may give bad input (503/504 would mean overload or a stuck worker).
-CLIENT_ERRORS = {400, 404, 405, 413, 415, 422}
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,13 @@ import httpx
 import numpy as np
 import pytest
 from bad_input import Upload, damaged_files, lying_wavs, raw_pcm, request_for, uploads, wav_with_header
-from fuzz_testkit import (FUZZ, REQUEST_TIMEOUT, assert_error_envelope, assert_sound_events, assert_still_serving,
+from fuzz_testkit import (CLIENT_ERRORS, FUZZ, REQUEST_TIMEOUT, assert_error_envelope, assert_sound_events, assert_still_serving,
                           cases_tried, report, sse_events, wait_no_sessions)
 from hypothesis import given
 from hypothesis import strategies as st
 from service_testkit import FORMATS, encoded, signal
 
 ENDPOINT = "/v1/audio/transcriptions"
-CLIENT_ERRORS = {400, 404, 405, 413, 415, 422}
 
 
 @pytest.fixture(scope="module")
