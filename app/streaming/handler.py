@@ -64,38 +64,50 @@ class StreamHandler:
         self.protocol: TaskProtocol | None = None
         self.stream: LiveStream | None = None
 
+    inbox_name = "stream"
+
     async def run(self) -> None:
-        self.inbox.start(name=f"read-{self.session_id[:8]}")
+        """The lifecycle every websocket protocol shares: greet, serve each message until the session ends, report a
+        closing in the protocol's words, and free the worker's state at once however the socket ends."""
+        self.inbox.start(name=f"{self.inbox_name}-{self.session_id[:8]}")
         try:
-            while True:
-                item = await self._next()
-                if self.stream is None:
-                    await self._before_start(item)
-                elif await self._after_start(item):
-                    return
+            await self._greet()
+            while not await self._serve(await self._receive()):
+                pass
         except Closing as closing:
             if closing.close_code != NORMAL:
-                await self.conn.error(closing.error_code, closing.message)
+                await self._report(closing)
             await self.conn.close(closing.close_code, closing.error_code)
         except WebSocketDisconnect:
             pass
         finally:
             self.inbox.stop()
             if self.stream is not None:
-                await self.stream.close()  # frees the worker's state at once
+                await self.stream.close()
+
+    # ---- the protocol's hooks ----------------------------------------------------------------------------------
+    async def _greet(self) -> None:
+        """What the server says first: nothing here (the client opens with ``session.start``)."""
+
+    async def _report(self, closing: Closing) -> None:
+        """Tell the client why the connection closes abnormally."""
+        await self.conn.error(closing.error_code, closing.message)
+
+    async def _serve(self, message: dict) -> bool:
+        """Handle one websocket message; True once the session has ended. Protocol mistakes are answered here."""
+        if message.get("bytes") is not None:
+            item: bytes | ClientMessage = message["bytes"]
+        else:
+            item = parse_client_message(message.get("text") or "")
+            if isinstance(item, Mistake):
+                await self.conn.error(item.code, item.message)
+                return False
+        if self.stream is None:
+            await self._before_start(item)
+            return False
+        return await self._after_start(item)
 
     # ---- receiving ---------------------------------------------------------------------------------------------
-    async def _next(self) -> bytes | ClientMessage:
-        """The next audio frame or control message; protocol mistakes are answered here and skipped."""
-        while True:
-            message = await self._receive()
-            if message.get("bytes") is not None:
-                return message["bytes"]
-            parsed = parse_client_message(message.get("text") or "")
-            if not isinstance(parsed, Mistake):
-                return parsed
-            await self.conn.error(parsed.code, parsed.message)
-
     def _receive_timeout(self) -> float:
         left = self.settings.stream_max_session_seconds - (time.monotonic() - self.opened)
         return max(0.0, min(self.settings.stream_idle_timeout_seconds, left))

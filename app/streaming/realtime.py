@@ -32,7 +32,6 @@ import time
 from typing import Any
 
 from fastapi import WebSocket
-from starlette.websockets import WebSocketDisconnect
 
 from model_zoo.nets.ctc import Transcript
 from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
@@ -42,7 +41,7 @@ from ..engine import Engine
 from ..errors import ServiceError
 from ..http.dependencies import resolve_model, served_name
 from ..settings import Settings
-from .connection import NORMAL, POLICY, TRY_AGAIN_LATER, Closing
+from .connection import POLICY, TRY_AGAIN_LATER, Closing
 from .handler import StreamHandler, failure_closing
 from .live import BufferOverflow, LiveStream, step_samples
 from .realtime_messages import (AppendEvent, ClearEvent, ClientEvent, CommitEvent, EventMistake, SessionConfig,
@@ -72,35 +71,31 @@ class RealtimeHandler(StreamHandler):
     async def _send(self, type_: str, **fields: Any) -> None:
         await self.conn.send(server_event(type_, **fields))
 
-    async def run(self) -> None:
-        self.inbox.start(name=f"realtime-{self.session_id[:8]}")
+    inbox_name = "realtime"
+
+    async def _greet(self) -> None:
+        created = "transcription_session.created" if self.beta else "session.created"
+        await self._send(created, session=self.config.beta() if self.beta else self.config.ga())
+
+    async def _report(self, closing: Closing) -> None:
+        kind = "invalid_request_error" if closing.close_code == POLICY else "server_error"
+        await self.conn.send(error_event(closing.message, type_=kind, code=closing.error_code))
+
+    async def _serve(self, message: dict) -> bool:
+        """Handle one event; its mistake (or its model's) is told, and the session goes on. Uncommitted audio is
+        dropped when the socket ends."""
+        event_id = None
         try:
-            created = "transcription_session.created" if self.beta else "session.created"
-            await self._send(created, session=self.config.beta() if self.beta else self.config.ga())
-            while True:
-                message = await self._receive()
-                event_id = None
-                try:
-                    if message.get("bytes") is not None:
-                        raise EventMistake("binary frames are not events: send audio base64-encoded in "
-                                           "input_audio_buffer.append", code="invalid_json")
-                    event = parse_event(message.get("text") or "")
-                    event_id = event.event_id
-                    await self._handle(event)
-                except ServiceError as err:  # the event's mistake (or its model's): told, and the session goes on
-                    await self.conn.send(error_event(err.message, type_=err.type, code=err.code, param=err.param,
-                                                     event_id=getattr(err, "event_id", None) or event_id))
-        except Closing as closing:
-            if closing.close_code != NORMAL:
-                kind = "invalid_request_error" if closing.close_code == POLICY else "server_error"
-                await self.conn.send(error_event(closing.message, type_=kind, code=closing.error_code))
-            await self.conn.close(closing.close_code, closing.error_code)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            self.inbox.stop()
-            if self.stream is not None:
-                await self.stream.close()  # frees the worker's state at once; uncommitted audio is dropped
+            if message.get("bytes") is not None:
+                raise EventMistake("binary frames are not events: send audio base64-encoded in "
+                                   "input_audio_buffer.append", code="invalid_json")
+            event = parse_event(message.get("text") or "")
+            event_id = event.event_id
+            await self._handle(event)
+        except ServiceError as err:
+            await self.conn.send(error_event(err.message, type_=err.type, code=err.code, param=err.param,
+                                             event_id=getattr(err, "event_id", None) or event_id))
+        return False
 
     async def _handle(self, event: ClientEvent) -> None:
         if isinstance(event, SessionUpdateEvent):
