@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from ..vocab import ASR_VOCAB
-from .blocks import HOP, WINDOW, ChannelNorm, Downsample, LayerSpec, LogMel, Pointwise, SSMStage, StreamingSequential
+from .blocks import (HOP, WINDOW, ChannelNorm, Downsample, LayerSpec, LogMel, Pointwise, SpecAugment, SSMStage,
+                     StreamingSequential)
 
 __all__ = ["ASRConfig", "ASRNet", "ASR_SIZES"]
 
@@ -37,6 +38,7 @@ class ASRConfig:
     layer: LayerSpec = field(default_factory=lambda: LayerSpec(mode="dws", state_dim=16, dt_min=1e-2, dt_max=1.0))
     ffn_multiplier: int = 2
     dropout: float = 0.0
+    spec_augment: bool = False  # mask the mel features while training (blocks.SpecAugment); off keeps old layouts
     vocab: tuple[str, ...] = ASR_VOCAB
     sample_rate: int = 16000
 
@@ -103,6 +105,7 @@ class ASRNet(nn.Module):
         if config.frontend == "mel":
             frontend: list[nn.Module] = [
                 LogMel(config.n_mels, config.sample_rate), nn.BatchNorm1d(config.n_mels),
+                *([SpecAugment()] if config.spec_augment else []),
                 Downsample(config.n_mels, config.width, config.subsample),
             ]
         else:

@@ -9,7 +9,7 @@ import torch
 
 from model_zoo.nets import TASKS, build_network, parameter_count
 from model_zoo.nets.asr import ASRConfig, ASRNet
-from model_zoo.nets.blocks import LayerSpec, LogMel, batch_norm_inference
+from model_zoo.nets.blocks import LayerSpec, LogMel, SpecAugment, batch_norm_inference
 from model_zoo.nets.denoise import DenoiseConfig, DenoiseNet
 from model_zoo.nets.kws import KWSConfig, KWSNet
 
@@ -198,3 +198,25 @@ def test_unknown_task_and_size():
     with pytest.raises(ValueError, match="unknown size"):
         build_network("kws", "huge")
     assert set(TASKS) == {"kws", "denoise", "asr"}
+
+
+def test_spec_augment_masks_while_training_and_is_the_identity_at_inference():
+    """SpecAugment hides bands and stretches of each example independently in training mode, and the network
+    still streams exactly at inference (where the block is skipped)."""
+    torch.manual_seed(0)
+    augment = SpecAugment(freq_masks=2, freq_width=4, time_width=10, frames_per_time_mask=50).train()
+    x = torch.randn(3, 16, 400) + 5.0  # no feature is 0 before masking
+    masked = augment(x)
+    zero_bands = (masked == 0).all(dim=2).sum(dim=1)  # per example
+    zero_frames = (masked == 0).all(dim=1).sum(dim=1)
+    assert (zero_bands > 0).all() and (zero_frames > 0).all()
+    assert not torch.equal(masked[0] == 0, masked[1] == 0)  # each example its own masks
+    assert torch.equal(augment.eval()(x), x)
+
+    model = ASRNet(ASRConfig(n_mels=16, width=16, depth=2, layer=LayerSpec(state_dim=4), spec_augment=True))
+    model = model.double().eval()
+    clip = 0.3 * torch.randn(1, 3001, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(stream(model, clip, random.Random(3)), model(clip)) < 1e-9
+        model.train()
+        assert not torch.allclose(model(clip), model.eval()(clip))
