@@ -134,7 +134,8 @@ class Client:
     def keywords(self, audio: Audio, *, threshold: float | None = None, keywords: list[str] | None = None,
                  hop: float | None = None, model: str | None = None, progress: Progress | None = None) -> dict:
         """``POST /keywords``: ``detections`` (keyword, start, end, score) and, for a clip of about a second,
-        ``scores`` of every class."""
+        ``scores`` of every class. ``keywords`` may name any word or phrase (``"hey computer #0.4"``): those the
+        keyword model does not know are searched for by the recognizer."""
         fields = {"threshold": threshold, "hop": hop, "model": model, "keywords[]": keywords}
         return self._post("/keywords", audio, fields, progress).json()
 

@@ -240,7 +240,8 @@ def add_client_commands(commands: Any) -> None:
         description="Spot keywords in an audio file; prints 'keyword start-end score' per detection.")
     keywords.add_argument("file", help="audio file")
     keywords.add_argument("--threshold", type=float, help="minimum score of a detection (0-1; default: the server's)")
-    keywords.add_argument("--keywords", nargs="+", help="only these keywords")
+    keywords.add_argument("--keywords", nargs="+", help="only these keywords; any other word or phrase (quoted) "
+                          "is searched for by the recognizer")
     keywords.add_argument("--format", choices=["text", "json"], default="text",
                           help="json: the whole response, with the ranked classes of a one-second clip")
     keywords.set_defaults(run=_guarded(_keywords, "keywords"))

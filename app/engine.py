@@ -20,6 +20,7 @@ import torch
 from model_zoo.card import ModelCard
 from model_zoo.nets.ctc import Transcript
 from model_zoo.pipelines.kws import ClipWindows, Detection
+from model_zoo.pipelines.open_keywords import OpenKeyword
 
 from .audio.decode import Audio
 from model_zoo.samples import fit_length
@@ -115,6 +116,16 @@ class Engine:
         table = np.concatenate(probs)
         return KeywordResult(clip.detections(table, labels, threshold=threshold, keywords=keywords),
                              clip.ranking(table, labels))
+
+    async def open_keywords(self, model: str, audio: Audio, keywords: Iterable[OpenKeyword], *,
+                            deadline: float) -> list[Detection]:
+        """The occurrences of keywords of the caller's choosing, searched in the CTC posteriors of the recognizer
+        ``model`` (:mod:`model_zoo.pipelines.open_keywords`), in the worker: one call, or a session over a long
+        clip whose search runs on the whole clip at its end."""
+        wave = await self._at_rate(audio, self.rate(model))
+        options = {"open_keywords": [{"keyword": k.keyword, "threshold": k.threshold, "boost": k.boost}
+                                     for k in keywords]}
+        return await self._run(model, wave, options, deadline)
 
     async def open_stream(self, model: str, options: dict, deadline: float) -> SessionHandle:
         """A resident session for a live stream (``options["live"]``: each step returns its own results)."""

@@ -26,7 +26,8 @@ from model_zoo.nets.ctc import Transcript
 from model_zoo.pipelines.asr import Recognizer, clip_logits
 from model_zoo.pipelines.denoise import padded_length, stream_end
 from model_zoo.pipelines.endpoint import RecognizerStep, blank_probabilities
-from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, LiveWindows
+from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, Detection, LiveWindows
+from model_zoo.pipelines.open_keywords import OpenKeyword
 
 from . import states as state_tree
 
@@ -137,18 +138,27 @@ class Runner:
 
 
 class AsrRunner(Runner):
-    """CTC recognizer: logits per clip, decoded by :class:`model_zoo.pipelines.asr.Recognizer`."""
+    """CTC recognizer: logits per clip, decoded by :class:`model_zoo.pipelines.asr.Recognizer`.
+
+    With the option ``open_keywords`` (``[{"keyword", "threshold", "boost"}, ...]``, the fields of
+    :class:`model_zoo.pipelines.open_keywords.OpenKeyword`) a clip answers with the occurrences of those keywords
+    (``list[Detection]``) instead of its transcript; a long upload's session searches its whole clip at ``finish``.
+    """
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         super().__init__(model, device)
         self.recognizer = Recognizer(model)
 
-    def decode(self, logits: torch.Tensor, options: dict) -> Transcript:
-        """``logits (vocab, frames)``; options: ``beam_search``, ``offset`` (seconds added to word times)."""
-        return self.recognizer.decode(logits, beam_search=bool(options.get("beam_search")),
-                                      offset=float(options.get("offset", 0.0)))
+    def decode(self, logits: torch.Tensor, options: dict) -> Transcript | list[Detection]:
+        """``logits (vocab, frames)``; options: ``beam_search``, ``offset`` (seconds added to word times), or
+        ``open_keywords`` for a keyword search instead of a transcript."""
+        offset = float(options.get("offset", 0.0))
+        if options.get("open_keywords") is not None:
+            keywords = [OpenKeyword(**keyword) for keyword in options["open_keywords"]]
+            return self.recognizer.spot(logits, keywords, offset=offset)
+        return self.recognizer.decode(logits, beam_search=bool(options.get("beam_search")), offset=offset)
 
-    def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> Transcript:
+    def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> Transcript | list[Detection]:
         return self.decode(clip_logits(self.model, outputs, lengths)[0].cpu(), options)
 
     @property
@@ -179,14 +189,14 @@ class AsrRunner(Runner):
         return self.recognizer.decode(self._segment_logits(session), beam_search=False,
                                       offset=session.segment_start * self.model.frame_seconds)
 
-    def segment(self, session: WorkerSession) -> Transcript:
+    def segment(self, session: WorkerSession) -> Transcript | list[Detection]:
         logits = self._segment_logits(session)
         transcript = self.decode(logits, self._segment_options(session))
         session.segment_start += logits.shape[-1]
         session.outputs.clear()
         return transcript
 
-    def finish(self, session: WorkerSession) -> Transcript:
+    def finish(self, session: WorkerSession) -> Transcript | list[Detection]:
         return self.segment(session)
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from model_zoo.nets import TaskName
 from model_zoo.pipelines.asr import DEFAULT_BEAM_SEARCH
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD, HOP_LIMITS
+from model_zoo.pipelines.open_keywords import DEFAULT_THRESHOLD as OPEN_THRESHOLD
 
 from ..audio.decode import RawFormat
 from ..audio.pcm import PcmEncoding
@@ -81,10 +82,23 @@ class DenoiseForm(AudioForm):
 
 class KeywordsForm(AudioForm):
     model: str | None = Field(None, description="Keyword model id; default: the first served.")
-    keywords: list[str] | None = Field(None, alias="keywords[]",
-                                       description="Only report these keywords (default: all of the model's).")
-    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="Minimum probability of a detection.")
+    keywords_array: list[str] | None = Field(
+        None, alias="keywords[]", description="Only report these keywords (default: all of the keyword model's); "
+        "the same as keywords.")
+    keywords: list[str] | None = Field(
+        None, description="Keywords to report, comma-separated and/or repeated (marvin,hey computer). The keyword "
+        "model's words use the classifier; any other word or phrase is searched for in the recognizer's output, "
+        f"with an optional threshold and boost: 'hey computer #0.4 :0.1' (default threshold {OPEN_THRESHOLD}).")
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0,
+                             description="Minimum probability of a detection by the keyword model.")
     hop: float = Field(DEFAULT_HOP_SECONDS, ge=HOP_LIMITS[0], le=HOP_LIMITS[1], description="Seconds between the starts of one-second windows.")
+
+    def keyword_specs(self) -> list[tuple[str, str]] | None:
+        """Every keyword asked for, as ``(field, text)``: each value of ``keywords[]`` and ``keywords`` split at
+        commas, stripped (the text may still be empty: the route refuses it). None: no keyword was asked for."""
+        fields = (("keywords[]", self.keywords_array), ("keywords", self.keywords))
+        specs = [(name, part.strip()) for name, values in fields for value in values or () for part in value.split(",")]
+        return specs if self.keywords_array is not None or self.keywords is not None else None
 
 
 # ---- responses ---------------------------------------------------------------------------------------------------
@@ -147,9 +161,10 @@ class ClassScoreOut(BaseModel):
 
 
 class KeywordsOut(BaseModel):
-    model: str
+    model: str = Field(description="The keyword model; the recognizer when only open-vocabulary keywords were asked.")
+    recognizer: str | None = Field(None, description="The recognizer that searched the open-vocabulary keywords.")
     duration: float
-    detections: list[DetectionOut]
+    detections: list[DetectionOut] = Field(description="Every detection of either kind, by start time.")
     scores: list[ClassScoreOut] | None = Field(None, description="Ranked classes; only for clips of about 1 s.")
 
 

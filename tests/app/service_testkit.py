@@ -174,3 +174,21 @@ def stop_server(server: ServerProcess, timeout: float = 30.0) -> int | None:
             server.process.kill()
             server.process.wait(10)
     return server.process.returncode
+
+
+def record_model_calls(client, monkeypatch) -> list[tuple[str, dict]]:
+    """``(model, options)`` of every call the engine makes into the pool (whole clips and sessions alike)."""
+    pool, calls = client.app.state.pool, []
+    forward, open_session = pool.forward, pool.open_session
+
+    async def recorded_forward(model, rows, options, deadline):
+        calls.append((model, dict(options)))
+        return await forward(model, rows, options, deadline)
+
+    async def recorded_open_session(model, options, deadline):
+        calls.append((model, dict(options)))
+        return await open_session(model, options, deadline)
+
+    monkeypatch.setattr(pool, "forward", recorded_forward)
+    monkeypatch.setattr(pool, "open_session", recorded_open_session)
+    return calls

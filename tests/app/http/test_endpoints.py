@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from service_testkit import FORMATS, SPEECH_SAMPLE, encoded, signal, wav_bytes
+from service_testkit import FORMATS, SPEECH_SAMPLE, encoded, record_model_calls, signal, wav_bytes
 
 from app.audio.decode import decode
 
@@ -65,24 +65,6 @@ def test_transcribe_returns_text_and_timed_words(client):
         assert 0 <= w["start"] < w["end"] <= 0.8 + 0.04 and 0 <= w["confidence"] <= 1
     bare = client.post("/transcribe", files=upload(wav_bytes(signal(0.8), 16000)), data={"word_timestamps": "false"})
     assert "words" not in bare.json() and bare.json()["text"] == body["text"]
-
-
-def record_model_calls(client, monkeypatch) -> list[tuple[str, dict]]:
-    """``(model, options)`` of every call the engine makes into the pool (whole clips and sessions alike)."""
-    pool, calls = client.app.state.pool, []
-    forward, open_session = pool.forward, pool.open_session
-
-    async def recorded_forward(model, rows, options, deadline):
-        calls.append((model, dict(options)))
-        return await forward(model, rows, options, deadline)
-
-    async def recorded_open_session(model, options, deadline):
-        calls.append((model, dict(options)))
-        return await open_session(model, options, deadline)
-
-    monkeypatch.setattr(pool, "forward", recorded_forward)
-    monkeypatch.setattr(pool, "open_session", recorded_open_session)
-    return calls
 
 
 def test_transcribe_options_beam_search_and_denoise_first(client, monkeypatch):
@@ -197,7 +179,10 @@ def test_keywords_slide_over_long_clips(client):
     # merged runs never overlap
     spans = sorted((d["start"], d["end"]) for d in body["detections"])
     assert all(a[1] <= b[0] + 1.0 for a, b in zip(spans, spans[1:]))
-    bad = client.post("/keywords", files=upload(wav_bytes(signal(1.0), 16000)), data={"keywords[]": ["banana"]})
+    # A word the keyword model does not know is searched for by the recognizer (tests/app/http/test_open_keywords.py).
+    other = client.post("/keywords", files=upload(wav_bytes(signal(1.0), 16000)), data={"keywords[]": ["banana"]})
+    assert other.status_code == 200 and other.json()["recognizer"] == "asr"
+    bad = client.post("/keywords", files=upload(wav_bytes(signal(1.0), 16000)), data={"keywords[]": ["banana4"]})
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "keywords[]"
     assert client.post("/v1/audio/keywords", files=upload(wav_bytes(signal(0.5), 16000))).status_code == 200
 
