@@ -1,5 +1,6 @@
 """What the OpenAI Realtime and Wyoming sessions of ``bench/soak.py --realtime N --wyoming N`` share: paced audio,
-a session's tally and its first problem (the sessions: ``soak_realtime.py``, ``soak_wyoming.py``).
+a session's tally and its first problem, and a slot's loop of sessions (the sessions: ``soak_realtime.py``,
+``soak_wyoming.py``).
 
 A session that ends as its pattern says counts as completed (``abandon``/``drop``: abandoned); one refused for
 capacity (handshake 503, close 1013, ``too_many_connections``, ``overloaded``) as a capacity refusal; anything
@@ -10,14 +11,16 @@ websocket streams (:class:`soak_streams.StreamTally`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import random
 import time
 import typing
 
 from service import clip
 from soak_streams import StreamTally
 
-__all__ = ["CHUNK_MS", "CAPACITY_CODES", "pcm", "Paced", "Session"]
+__all__ = ["CHUNK_MS", "CAPACITY_CODES", "pcm", "Paced", "Session", "session_after_session"]
 
 CHUNK_MS = 100
 CAPACITY_CODES = {"too_many_connections", "overloaded", "buffer_overflow", "worker_lost"}
@@ -92,3 +95,17 @@ class Session:
         else:
             setattr(tally, outcome, getattr(tally, outcome) + 1)
             tally.count(by_task, outcome)
+
+
+async def session_after_session(session_type: type[Session], rate: int, where: tuple, args: argparse.Namespace,
+                                tally: StreamTally, patterns: typing.Iterator[str], end: float, *, seed: int,
+                                start_after: float) -> None:
+    """One slot's sessions until ``end``, written once so the Realtime and Wyoming slots draw theirs alike."""
+    rng = random.Random(seed)
+    low, high = args.session_seconds
+    audio = pcm(61.0, rate)
+    await asyncio.sleep(start_after)
+    while (left := end - time.monotonic()) >= min(low, 1.0):
+        session = session_type(tally, next(patterns), round(min(rng.uniform(low, high), left), 2), audio, rate,
+                               rng.randrange(len(audio)), args.stream_timeout)
+        await session.run(*where)

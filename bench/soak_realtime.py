@@ -14,15 +14,12 @@ import argparse
 import asyncio
 import base64
 import json
-import random
-import time
 import typing
 
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed
 
-from soak_protocols import CAPACITY_CODES, Session, pcm
-from soak_streams import CAPACITY_CLOSE, StreamTally
+from soak_protocols import CAPACITY_CODES, Session, session_after_session
+from soak_streams import CAPACITY_CLOSE, NotOpened, StreamTally, open_websocket
 
 __all__ = ["REALTIME_PATTERNS", "RealtimeSession", "realtime_streamer"]
 
@@ -51,19 +48,12 @@ class RealtimeSession(Session):
 
     async def run(self, url: str, headers: dict) -> None:
         try:
-            ws = await ws_connect(url, additional_headers=headers, max_size=None, open_timeout=self.timeout,
-                                  close_timeout=10)
-        except InvalidStatus as err:
-            status = err.response.status_code
-            if status == 503:
-                self.capacity = "handshake_503"
-                await asyncio.sleep(1.0)
+            ws = await open_websocket(url, headers, self.timeout)
+        except NotOpened as err:
+            if err.capacity:
+                self.capacity = err.kind
             else:
-                self.problem(f"handshake_{status}", str(err))
-            self.finish("completed")
-            return
-        except (OSError, asyncio.TimeoutError, WebSocketException) as err:
-            self.problem("connect_failed", repr(err))
+                self.problem(err.kind, err.detail)
             self.finish("completed")
             return
         self.tally.open += 1
@@ -171,12 +161,6 @@ class RealtimeSession(Session):
 async def realtime_streamer(slot: int, args: argparse.Namespace, base: str, headers: dict, tally: StreamTally,
                             patterns: typing.Iterator[str], end: float) -> None:
     """One of the ``--realtime`` slots: session after session until ``end``."""
-    rng = random.Random(1000 + slot)
-    low, high = args.session_seconds
-    audio = pcm(61.0, REALTIME_RATE)
     url = base.replace("http", "ws", 1) + "/v1/realtime?intent=transcription"
-    await asyncio.sleep(0.15 + slot * 0.3)
-    while (left := end - time.monotonic()) >= min(low, 1.0):
-        session = RealtimeSession(tally, next(patterns), round(min(rng.uniform(low, high), left), 2), audio,
-                                  REALTIME_RATE, rng.randrange(len(audio)), args.stream_timeout)
-        await session.run(url, headers)
+    await session_after_session(RealtimeSession, REALTIME_RATE, (url, headers), args, tally, patterns, end,
+                                seed=1000 + slot, start_after=0.15 + slot * 0.3)

@@ -21,7 +21,7 @@ from app.streaming.messages import (KeywordDetected, SessionEnded, SessionStarte
 from service import clip
 
 __all__ = ["STREAM_TASKS", "PATTERNS", "CAPACITY_CLOSE", "StreamTally", "StreamSession", "speech_pcm", "streamer",
-           "close_detail"]
+           "close_detail", "NotOpened", "open_websocket"]
 
 STREAM_TASKS = ("transcribe", "denoise", "keywords")
 # One per session, cycled over all streams (7 is coprime with the 3 tasks, so every task meets every pattern):
@@ -73,6 +73,33 @@ def close_detail(ws) -> str:
         return "none" if close is None else f"{close.code} {close.reason!r}"
 
     return f"close frame sent {frame(protocol.close_sent)}, received {frame(protocol.close_rcvd)}"
+
+
+class NotOpened(Exception):
+    """A soak websocket that did not open: ``kind`` is ``handshake_<status>`` or ``connect_failed``."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+    @property
+    def capacity(self) -> bool:
+        """A handshake 503: admission control, counted as a capacity refusal, not an error."""
+        return self.kind == "handshake_503"
+
+
+async def open_websocket(url: str, headers: dict, timeout: float):
+    """Connect one soak websocket, so the streams and the Realtime sessions sort a failed handshake alike."""
+    try:
+        return await ws_connect(url, additional_headers=headers, max_size=None, open_timeout=timeout,
+                                close_timeout=10)
+    except InvalidStatus as err:
+        status = err.response.status_code
+        if status == 503:
+            await asyncio.sleep(1.0)  # refused for load: back off before the slot tries again
+        raise NotOpened(f"handshake_{status}", str(err)) from None
+    except (OSError, asyncio.TimeoutError, WebSocketException) as err:
+        raise NotOpened("connect_failed", repr(err)) from None
 
 
 def speech_pcm(seconds: float) -> bytes:
@@ -151,18 +178,12 @@ class StreamSession:
     async def run(self, url: str, headers: dict) -> None:
         tally = self.tally
         try:
-            ws = await ws_connect(url, additional_headers=headers, max_size=None, open_timeout=self.timeout,
-                                  close_timeout=10)
-        except InvalidStatus as err:
-            status = err.response.status_code
-            if status == 503:
-                tally.count(tally.capacity, "handshake_503")
-                await asyncio.sleep(1.0)
+            ws = await open_websocket(url, headers, self.timeout)
+        except NotOpened as err:
+            if err.capacity:
+                tally.count(tally.capacity, err.kind)
             else:
-                tally.error(f"handshake_{status}", f"{self.task}: {err}")
-            return
-        except (OSError, asyncio.TimeoutError, WebSocketException) as err:
-            tally.error("connect_failed", f"{self.task}: {err!r}")
+                tally.error(err.kind, f"{self.task}: {err.detail}")
             return
         tally.open += 1
         try:

@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import socket
 import struct
-import time
 import typing
 
-from soak_protocols import CAPACITY_CODES, Session, pcm
+from soak_protocols import CAPACITY_CODES, Session, session_after_session
 from soak_streams import StreamTally
 
 __all__ = ["WYOMING_PATTERNS", "WyomingSession", "wyoming_streamer"]
@@ -150,11 +148,5 @@ class WyomingSession(Session):
 async def wyoming_streamer(slot: int, args: argparse.Namespace, host: str, port: int, tally: StreamTally,
                            patterns: typing.Iterator[str], end: float) -> None:
     """One of the ``--wyoming`` slots: connection after connection until ``end``."""
-    rng = random.Random(2000 + slot)
-    low, high = args.session_seconds
-    audio = pcm(61.0, WYOMING_RATE)
-    await asyncio.sleep(0.2 + slot * 0.3)
-    while (left := end - time.monotonic()) >= min(low, 1.0):
-        session = WyomingSession(tally, next(patterns), round(min(rng.uniform(low, high), left), 2), audio,
-                                 WYOMING_RATE, rng.randrange(len(audio)), args.stream_timeout)
-        await session.run(host, port)
+    await session_after_session(WyomingSession, WYOMING_RATE, (host, port), args, tally, patterns, end,
+                                seed=2000 + slot, start_after=0.2 + slot * 0.3)

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import kubernetes_validate
@@ -144,6 +145,20 @@ def one(resources: list[dict], kind: str) -> dict:
     found = [r for r in resources if r["kind"] == kind]
     assert len(found) == 1, f"{len(found)} {kind}s"
     return found[0]
+
+
+# ---- broken copies (each check must be seen to fail) ----------------------------------------------------------
+def set_in_configmap(key: str, value: str) -> Callable[[list[dict]], None]:
+    """A breakage that sets one ConfigMap entry: most broken overlays differ from a good one by a single setting."""
+    return lambda resources: one(resources, "ConfigMap")["data"].__setitem__(key, value)
+
+
+def problems_when_broken(resources: list[dict], breakage: Callable[[list[dict]], None],
+                         check: Callable[[list[dict]], list[str]]) -> list[str]:
+    """``check`` on a broken deep copy of ``resources``, so a can-it-fail test leaves the shared rendering intact."""
+    broken = copy.deepcopy(resources)
+    breakage(broken)
+    return check(broken)
 
 
 # ---- schema validation ----------------------------------------------------------------------------------------
@@ -417,14 +432,10 @@ BREAKAGES = {
         "path", "/healthz"), "readinessProbe path /healthz is not a GET route"),
     "probe port": (lambda r: probes(one(r, "Deployment"))["livenessProbe"]["httpGet"].__setitem__("port", "web"),
                    "livenessProbe port 'web'"),
-    "unknown setting": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_WORKERS", "2"),
-                        "CENTAURUS_WORKERS is not a setting"),
-    "keys in the ConfigMap": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_API_KEYS", "k"),
-                              "sets CENTAURUS_API_KEYS"),
-    "port in the ConfigMap": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_PORT", "9000"),
-                              "sets CENTAURUS_PORT"),
-    "ops key": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_OPS_REQUIRE_KEY", "true"),
-                "httpGet probes cannot send"),
+    "unknown setting": (set_in_configmap("CENTAURUS_WORKERS", "2"), "CENTAURUS_WORKERS is not a setting"),
+    "keys in the ConfigMap": (set_in_configmap("CENTAURUS_API_KEYS", "k"), "sets CENTAURUS_API_KEYS"),
+    "port in the ConfigMap": (set_in_configmap("CENTAURUS_PORT", "9000"), "sets CENTAURUS_PORT"),
+    "ops key": (set_in_configmap("CENTAURUS_OPS_REQUIRE_KEY", "true"), "httpGet probes cannot send"),
     "service selector": (lambda r: one(r, "Service")["spec"]["selector"].__setitem__("app", "other"),
                          "Service selector"),
     "root user": (lambda r: one(r, "Deployment")["spec"]["template"]["spec"]["securityContext"].__setitem__(
@@ -442,9 +453,8 @@ BREAKAGES = {
 @pytest.mark.parametrize("name", BREAKAGES)
 def test_consistency_checks_catch_a_broken_overlay(name, rendered, app_routes):
     breakage, expected = BREAKAGES[name]
-    resources = copy.deepcopy(rendered["gpu-prometheus"])
-    breakage(resources)
-    problems = consistency_problems(resources, app_routes)
+    problems = problems_when_broken(rendered["gpu-prometheus"], breakage,
+                                    lambda resources: consistency_problems(resources, app_routes))
     assert any(expected in p for p in problems), problems
 
 

@@ -12,7 +12,8 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from test_k8s import K8S, OVERLAYS, app_routes, build, consistency_problems, container, one, schema_errors  # noqa: F401
+from test_k8s import (K8S, OVERLAYS, app_routes, build, consistency_problems, container, one,  # noqa: F401
+                      problems_when_broken, schema_errors, set_in_configmap)
 
 from app.settings import Settings
 
@@ -77,12 +78,9 @@ def test_wyoming_is_off_without_the_component():
 
 
 BREAKAGES = {
-    "port": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_WYOMING_URI", "tcp://0.0.0.0:10400"),
-             "is not the URI's port"),
-    "loopback": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_WYOMING_URI", "tcp://127.0.0.1:10300"),
-                 "not every interface"),
-    "scheme": (lambda r: one(r, "ConfigMap")["data"].__setitem__("CENTAURUS_WYOMING_URI", "http://0.0.0.0:10300"),
-               "not a valid setting"),
+    "port": (set_in_configmap("CENTAURUS_WYOMING_URI", "tcp://0.0.0.0:10400"), "is not the URI's port"),
+    "loopback": (set_in_configmap("CENTAURUS_WYOMING_URI", "tcp://127.0.0.1:10300"), "not every interface"),
+    "scheme": (set_in_configmap("CENTAURUS_WYOMING_URI", "http://0.0.0.0:10300"), "not a valid setting"),
     "target": (lambda r: next(s for s in r if s["metadata"]["name"] == "centaurus-speech-wyoming")["spec"]["ports"][0]
                .__setitem__("targetPort", "wyo"), "0 Services reach"),
     "selector": (lambda r: next(s for s in r if s["metadata"]["name"] == "centaurus-speech-wyoming")["spec"]
@@ -93,6 +91,5 @@ BREAKAGES = {
 @pytest.mark.parametrize("name", sorted(BREAKAGES))
 def test_the_checks_catch_a_broken_component(with_wyoming, name):
     breakage, expected = BREAKAGES[name]
-    broken = copy.deepcopy(with_wyoming)
-    breakage(broken)
-    assert any(expected in p for p in wyoming_problems(broken)), wyoming_problems(broken)
+    problems = problems_when_broken(with_wyoming, breakage, wyoming_problems)
+    assert any(expected in p for p in problems), problems

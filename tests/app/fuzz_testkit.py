@@ -1,5 +1,6 @@
 """What the fuzz modules (``test_fuzz*.py``) share: the example count, hypothesis settings, the tally of cases per
-endpoint and its report, and the checks that the server is still serving.
+endpoint and its report, the module fixtures every fuzz module imports (``server``, ``report_counts``), and the
+checks that the server is still serving.
 
 ``CENTAURUS_FUZZ_EXAMPLES`` sets the examples per endpoint and mode (default 40, bounded so CI stays fast);
 ``bench/fuzz.py`` runs every fuzz module with larger counts. The cases tried are printed at the end of each
@@ -15,11 +16,13 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from bad_input import INTERNALS
 from hypothesis import HealthCheck, settings
 
-__all__ = ["EXAMPLES", "REQUEST_TIMEOUT", "CLIENT_ERRORS", "FUZZ", "cases_tried", "report", "assert_still_serving",
-           "assert_error_envelope", "assert_public", "wait_no_sessions", "sse_events", "assert_sound_events"]
+__all__ = ["EXAMPLES", "REQUEST_TIMEOUT", "CLIENT_ERRORS", "FUZZ", "cases_tried", "report", "server", "report_counts",
+           "assert_still_serving", "assert_error_envelope", "assert_public", "wait_no_sessions", "sse_events",
+           "assert_sound_events"]
 
 EXAMPLES = int(os.environ.get("CENTAURUS_FUZZ_EXAMPLES", "40"))
 # A hang is a failure: no request to a 1-worker server on tiny models may take this long.
@@ -48,6 +51,20 @@ def report(pytestconfig) -> None:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(json.dumps({"examples_setting": EXAMPLES, "cases": dict(sorted(cases_tried.items()))},
                                            indent=1) + "\n")
+
+
+@pytest.fixture(scope="module")
+def server(loopback_server):
+    """The shared loopback server (see conftest), with its worker restarts so far: a fuzz run must add none."""
+    loopback_server.restarts_before = loopback_server.metric("centaurus_worker_restarts")
+    return loopback_server
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts(pytestconfig):
+    """Each fuzz module ends by reporting the cases tried so far, so the last one leaves the full tally."""
+    yield
+    report(pytestconfig)
 
 
 def assert_still_serving(server) -> None:

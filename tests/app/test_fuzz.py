@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from bad_input import Upload, request_for, uploads, wav_with_header
 from fuzz_testkit import (CLIENT_ERRORS, EXAMPLES, FUZZ, REQUEST_TIMEOUT, assert_error_envelope, assert_public,
-                          assert_sound_events, assert_still_serving, cases_tried, report, sse_events, wait_no_sessions)
+                          assert_sound_events, assert_still_serving, cases_tried, sse_events, wait_no_sessions)
+from fuzz_testkit import report_counts, server  # noqa: F401 - the fuzz modules' shared fixtures
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -32,22 +33,9 @@ from service_testkit import FORMATS, encoded, signal
 
 
 @pytest.fixture(scope="module")
-def server(loopback_server):
-    """The shared loopback server (see conftest), with its worker restarts so far: a fuzz run must add none."""
-    loopback_server.restarts_before = loopback_server.metric("centaurus_worker_restarts")
-    return loopback_server
-
-
-@pytest.fixture(scope="module")
 def corpus() -> dict[str, bytes]:
     """One short real file per container (stereo, 22.05 kHz or opus's 48 kHz), to damage."""
     return {f"clip.{fmt}": encoded(fmt, 0.3, 48000 if fmt in ("opus", "webm") else 22050, 2) for fmt in FORMATS}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts(pytestconfig):
-    yield
-    report(pytestconfig)
 
 
 def assert_correct_answer(endpoint: str, upload: Upload, response: httpx.Response) -> None:

@@ -22,8 +22,8 @@ import typing
 
 import numpy as np
 import pytest
-from fuzz_testkit import (FUZZ, REQUEST_TIMEOUT, assert_public, assert_still_serving, cases_tried, report,
-                          wait_no_sessions)
+from fuzz_testkit import FUZZ, REQUEST_TIMEOUT, assert_public, assert_still_serving, cases_tried, wait_no_sessions
+from fuzz_testkit import report_counts, server  # noqa: F401 - the fuzz modules' shared fixtures
 from hypothesis import given
 from hypothesis import strategies as st
 from service_testkit import signal
@@ -45,18 +45,6 @@ GA_TYPES = {literal: cls for cls in typing.get_args(typing.get_args(openai_types
 ACCEPTABLE_CLOSES = {1000, 1009, 1013}
 SENTINEL = json.dumps({"type": "fuzz.sentinel", "event_id": "evt_sentinel"})  # answered with unknown_event
 RATE = 24000
-
-
-@pytest.fixture(scope="module")
-def server(loopback_server):
-    loopback_server.restarts_before = loopback_server.metric("centaurus_worker_restarts")
-    return loopback_server
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts(pytestconfig):
-    yield
-    report(pytestconfig)
 
 
 # ---- what a careless or hostile client sends -------------------------------------------------------------------

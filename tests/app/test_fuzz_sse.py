@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from bad_input import Upload, damaged_files, lying_wavs, raw_pcm, request_for, uploads, wav_with_header
 from fuzz_testkit import (CLIENT_ERRORS, FUZZ, REQUEST_TIMEOUT, assert_error_envelope, assert_sound_events, assert_still_serving,
-                          cases_tried, report, sse_events, wait_no_sessions)
+                          cases_tried, sse_events, wait_no_sessions)
+from fuzz_testkit import report_counts, server  # noqa: F401 - the fuzz modules' shared fixtures
 from hypothesis import given
 from hypothesis import strategies as st
 from service_testkit import FORMATS, encoded, signal
@@ -28,21 +29,9 @@ ENDPOINT = "/v1/audio/transcriptions"
 
 
 @pytest.fixture(scope="module")
-def server(loopback_server):
-    loopback_server.restarts_before = loopback_server.metric("centaurus_worker_restarts")
-    return loopback_server
-
-
-@pytest.fixture(scope="module")
 def corpus() -> dict[str, bytes]:
     # 2.5 s files: longer than the server's 1 s chunks, so greedy streaming sends deltas before the end.
     return {f"clip.{fmt}": encoded(fmt, 2.5, 48000 if fmt in ("opus", "webm") else 22050, 2) for fmt in FORMATS}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts(pytestconfig):
-    yield
-    report(pytestconfig)
 
 
 def streamed_upload(corpus) -> st.SearchStrategy[Upload]:

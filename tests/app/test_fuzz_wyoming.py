@@ -25,8 +25,8 @@ import struct
 
 import numpy as np
 import pytest
-from fuzz_testkit import (FUZZ, REQUEST_TIMEOUT, assert_public, assert_still_serving, cases_tried, report,
-                          wait_no_sessions)
+from fuzz_testkit import FUZZ, REQUEST_TIMEOUT, assert_public, assert_still_serving, cases_tried, wait_no_sessions
+from fuzz_testkit import report_counts, server  # noqa: F401 - the fuzz modules' shared fixtures
 from hypothesis import given
 from hypothesis import strategies as st
 from service_testkit import signal
@@ -37,18 +37,6 @@ SERVER_EVENTS = {"info", "pong", "error", "transcript", "transcript-start", "tra
                  "detection", "not-detected"}
 FATAL = {"event_too_large", "malformed_event"}  # the codes after which the server may close
 SENTINEL = "fuzz-sentinel"
-
-
-@pytest.fixture(scope="module")
-def server(loopback_server):
-    loopback_server.restarts_before = loopback_server.metric("centaurus_worker_restarts")
-    return loopback_server
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts(pytestconfig):
-    yield
-    report(pytestconfig)
 
 
 # ---- framing -------------------------------------------------------------------------------------------------
