@@ -19,6 +19,7 @@ import torch
 
 from model_zoo.card import ModelCard
 from model_zoo.nets.ctc import Transcript
+from model_zoo.pipelines.denoise import for_recognizer
 from model_zoo.pipelines.kws import ClipWindows, Detection
 from model_zoo.pipelines.open_keywords import OpenKeyword
 
@@ -83,12 +84,16 @@ class Engine:
                          denoise_model: str | None = None) -> Transcript:
         """The transcript of ``audio``; with a ``denoise_model``, of its enhanced audio.
 
-        Denoising first hands the enhanced audio to the recognizer at the denoiser's rate: the upload is resampled
+        Denoising first gives the recognizer the enhanced audio mixed with the input as
+        :func:`model_zoo.pipelines.denoise.for_recognizer` says, at the denoiser's rate: the upload is resampled
         once to the models' rate (not there, back to its own rate and again to the recognizer's). It stays two
         pool jobs: each runs batched with other requests to its model, or chunk by chunk when the clip is long.
         """
         if denoise_model is not None:
-            audio = await self._denoised(denoise_model, audio, deadline)
+            rate = self.rate(denoise_model)
+            noisy = await self._at_rate(audio, rate)
+            clean = await self._run(denoise_model, noisy, {}, deadline)
+            audio = Audio(torch.from_numpy(for_recognizer(noisy, clean)), rate, 1)
         wave = await self._at_rate(audio, self.rate(model))
         return await self._run(model, wave, {"beam_search": beam_search}, deadline)
 

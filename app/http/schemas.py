@@ -53,7 +53,8 @@ class TranscribeForm(AudioForm):
     word_timestamps: bool = Field(True, description="Include words with start, end and confidence.")
     beam_search: bool = Field(DEFAULT_BEAM_SEARCH, description="CTC beam search with the model's language model; "
                               "false: greedy decoding (a little faster, less accurate).")
-    denoise: bool = Field(False, description="Run the denoiser first.")
+    denoise: bool = Field(False, description="Run the denoiser first; the recognizer hears its output with half of the "
+                          "input mixed back in (the enhanced audio alone transcribes worse; bench/README.md).")
     denoise_model: str | None = Field(None, description="Denoiser to use with denoise=true.")
 
 

@@ -40,3 +40,13 @@ def test_a_stream_ends_with_the_rest_of_the_whole_clip(denoiser, length: int, ha
     got = np.concatenate([*out, rest])
     assert len(rest) == length - emitted and got.shape == whole.shape
     assert np.allclose(got, whole, atol=1e-6)  # the end comes back as float32, like every step
+
+
+def test_the_recognizer_hears_the_enhanced_audio_with_part_of_the_input_put_back():
+    from model_zoo.pipelines.denoise import NOISY_SHARE_FOR_RECOGNIZER, for_recognizer
+
+    noisy, denoised = np.full(4, 1.0), np.zeros(4, dtype=np.float32)
+    mixed = for_recognizer(noisy, denoised)
+    assert mixed.dtype == np.float32 and mixed.shape == (4,)
+    assert 0 < NOISY_SHARE_FOR_RECOGNIZER < 1
+    np.testing.assert_allclose(mixed, NOISY_SHARE_FOR_RECOGNIZER)

@@ -9,6 +9,7 @@ import pytest
 from service_testkit import FORMATS, SPEECH_SAMPLE, encoded, record_model_calls, signal, wav_bytes
 
 from app.audio.decode import decode
+from model_zoo.pipelines.denoise import for_recognizer
 
 
 def upload(data: bytes, name: str = "clip.wav") -> dict:
@@ -85,9 +86,9 @@ def test_transcribe_options_beam_search_and_denoise_first(client, monkeypatch):
     assert texts[False, True] != texts[False, False]  # greedy text follows every change of the audio
 
 
-def test_denoising_first_hands_the_recognizer_the_denoisers_output_at_the_models_rate(client, monkeypatch):
-    """An 8 kHz upload is resampled once to the models' 16 kHz; the recognizer gets exactly what the denoiser gave
-    (not resampled back to 8 kHz and up again)."""
+def test_denoising_first_hands_the_recognizer_the_denoisers_mix_at_the_models_rate(client, monkeypatch):
+    """An 8 kHz upload is resampled once to the models' 16 kHz; the recognizer gets exactly the denoiser's output
+    mixed with that input by the pipeline's rule (not resampled back to 8 kHz and up again)."""
     pool, rows = client.app.state.pool, {}
     forward = pool.forward
 
@@ -101,7 +102,8 @@ def test_denoising_first_hands_the_recognizer_the_denoisers_output_at_the_models
     assert r.status_code == 200, r.text
     noisy, clean = rows["denoise"]
     assert noisy.shape == (1, 12800)  # 0.8 s at 16 kHz
-    assert np.array_equal(rows["asr"][0], np.asarray(clean)[None])
+    assert np.array_equal(rows["asr"][0], for_recognizer(noisy[0], np.asarray(clean))[None])
+    assert not np.array_equal(rows["asr"][0], np.asarray(clean))
 
 
 def test_long_clip_runs_chunk_by_chunk_like_one_call(client):
