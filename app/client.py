@@ -152,7 +152,8 @@ class Client:
         yield the server's messages as dicts (``session.started``, ``transcript.partial``, ``transcript.final``,
         ``keyword.detected``, ``session.ended``, ``error``) and the denoised audio as ``{"type": "audio",
         "samples", "sample_rate"}``. ``speed``: multiples of real time (0: unpaced); ``progress(sent, total)``
-        in seconds; other keywords go into ``session.start`` (e.g. ``word_timestamps=False``)."""
+        in seconds; ``keywords`` as for :meth:`keywords`; other keyword arguments go into ``session.start`` (e.g.
+        ``word_timestamps=False``)."""
         if not isinstance(audio, bytes) and not Path(audio).is_file():
             raise FileNotFoundError(f"no such file: {audio}")
         options = StreamOptions(task=task, url=self.url, api_key=self.api_key, model=model, chunk_ms=chunk_ms,

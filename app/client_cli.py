@@ -254,7 +254,8 @@ def add_client_commands(commands: Any) -> None:
     stream.add_argument("--chunk-ms", type=float, default=100.0, help="audio per websocket frame")
     stream.add_argument("--speed", type=float, default=1.0, help="pace in multiples of real time; 0 = unpaced")
     stream.add_argument("--partials", action="store_true", help="print partial transcripts too")
-    stream.add_argument("--keywords", nargs="+", help="only these keywords")
+    stream.add_argument("--keywords", nargs="+", help="only these keywords; any other word or phrase (quoted) "
+                        "is searched for by the recognizer")
     stream.add_argument("--threshold", type=float, help="keyword detection threshold (default: the server's)")
     stream.add_argument("--output", "-o", help="denoised WAV (default: FILE.denoised.wav)")
     stream.set_defaults(run=_guarded(_stream, "stream"))

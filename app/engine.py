@@ -29,13 +29,19 @@ from .audio.resample import resample
 from .execution.pool import Pool
 from .execution.sessions import SessionHandle
 
-__all__ = ["Engine", "KeywordResult", "Detection"]
+__all__ = ["Engine", "KeywordResult", "Detection", "open_keyword_options"]
 
 
 @dataclass(frozen=True)
 class KeywordResult:
     detections: list[Detection]
     scores: list[tuple[str, float]] | None  # ranked class scores, for clips of about one window
+
+
+def open_keyword_options(keywords: Iterable[OpenKeyword]) -> list[dict]:
+    """Keywords of the caller's choosing as the recognizer's pool option ``open_keywords``
+    (:class:`app.execution.runners.AsrRunner`): uploads' and live streams'."""
+    return [{"keyword": k.keyword, "threshold": k.threshold, "boost": k.boost} for k in keywords]
 
 
 class Engine:
@@ -51,10 +57,6 @@ class Engine:
 
     def rate(self, model: str) -> int:
         return self.cards[model].sample_rate
-
-    def unknown_keywords(self, model: str, keywords: Iterable[str] | None) -> list[str]:
-        """The keywords asked for that the keyword model ``model`` does not know, sorted."""
-        return sorted(set(keywords or ()) - set(self.cards[model].labels or ()))
 
     async def _at_rate(self, audio: Audio, rate: int) -> np.ndarray:
         samples = audio.samples
@@ -126,11 +128,9 @@ class Engine:
                             deadline: float) -> list[Detection]:
         """The occurrences of keywords of the caller's choosing, searched in the CTC posteriors of the recognizer
         ``model`` (:mod:`model_zoo.pipelines.open_keywords`), in the worker: one call, or a session over a long
-        clip whose search runs on the whole clip at its end."""
+        clip that searches its frames as they come (the same detections)."""
         wave = await self._at_rate(audio, self.rate(model))
-        options = {"open_keywords": [{"keyword": k.keyword, "threshold": k.threshold, "boost": k.boost}
-                                     for k in keywords]}
-        return await self._run(model, wave, options, deadline)
+        return await self._run(model, wave, {"open_keywords": open_keyword_options(keywords)}, deadline)
 
     async def open_stream(self, model: str, options: dict, deadline: float) -> SessionHandle:
         """A resident session for a live stream (``options["live"]``: each step returns its own results)."""

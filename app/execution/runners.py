@@ -27,7 +27,7 @@ from model_zoo.pipelines.asr import Recognizer, clip_logits
 from model_zoo.pipelines.denoise import padded_length, stream_end
 from model_zoo.pipelines.endpoint import RecognizerStep, blank_probabilities
 from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, Detection, LiveWindows
-from model_zoo.pipelines.open_keywords import OpenKeyword
+from model_zoo.pipelines.open_keywords import KeywordSearch, OpenKeyword
 
 from . import states as state_tree
 
@@ -49,6 +49,8 @@ class WorkerSession:
     samples: int = 0
     emitted: int = 0  # output samples already returned (live denoising)
     segment_start: int = 0  # first output frame of the current segment (live transcription)
+    search: Any = None  # open keywords: the search over the frames so far (model_zoo.pipelines.open_keywords)
+    found: list = field(default_factory=list)  # ... its detections not returned yet (a long upload's)
 
     @property
     def live(self) -> bool:
@@ -142,7 +144,11 @@ class AsrRunner(Runner):
 
     With the option ``open_keywords`` (``[{"keyword", "threshold", "boost"}, ...]``, the fields of
     :class:`model_zoo.pipelines.open_keywords.OpenKeyword`) a clip answers with the occurrences of those keywords
-    (``list[Detection]``) instead of its transcript; a long upload's session searches its whole clip at ``finish``.
+    (``list[Detection]``) instead of its transcript. A session searches its frames as they come
+    (:class:`model_zoo.pipelines.open_keywords.KeywordSearch`, whose detections equal the whole clip's) and keeps no
+    logits: a live one returns each step's final detections and the rest at ``finish``, a long upload all of them
+    at ``finish``; ``segment`` (``input.flush``) ends the search there as the end of the audio would, and a new one
+    goes on. ``offset`` (seconds) is added to every time.
     """
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
@@ -161,6 +167,17 @@ class AsrRunner(Runner):
     def finish_rows(self, outputs: torch.Tensor, lengths: list[int], options: dict) -> Transcript | list[Detection]:
         return self.decode(clip_logits(self.model, outputs, lengths)[0].cpu(), options)
 
+    def open(self, options: dict) -> WorkerSession:
+        session = super().open(options)
+        if options.get("open_keywords") is not None:
+            session.search = self._keyword_search(options, 0)
+        return session
+
+    def _keyword_search(self, options: dict, frame: int) -> KeywordSearch:
+        """A search for the session's open keywords whose frame 0 is the session's output frame ``frame``."""
+        return self.recognizer.keyword_search([OpenKeyword(**keyword) for keyword in options["open_keywords"]],
+                                              offset=float(options.get("offset", 0.0)) + frame * self.model.frame_seconds)
+
     @property
     def stream_quantum(self) -> int:
         return int(round(self.model.frame_seconds * self.card.sample_rate))
@@ -175,7 +192,13 @@ class AsrRunner(Runner):
     def _segment_options(self, session: WorkerSession) -> dict:
         return {**session.options, "offset": session.segment_start * self.model.frame_seconds}
 
-    def on_step(self, session: WorkerSession, output: torch.Tensor) -> Transcript | RecognizerStep | None:
+    def on_step(self, session: WorkerSession, output: torch.Tensor) -> Transcript | RecognizerStep | list[Detection] | None:
+        if session.search is not None:  # open keywords: searched as the frames come, none kept
+            found = session.search.feed(output.float().cpu())
+            if session.live:
+                return found
+            session.found += found
+            return None
         super().on_step(session, output)
         partial = self._partial(session, output)
         if session.options.get("blank_probs"):  # endpointing (app.streaming): each frame's P(blank) as well
@@ -189,7 +212,17 @@ class AsrRunner(Runner):
         return self.recognizer.decode(self._segment_logits(session), beam_search=False,
                                       offset=session.segment_start * self.model.frame_seconds)
 
+    def _search_end(self, session: WorkerSession) -> list[Detection]:
+        """The end of an open-keyword search: its detections not returned yet, all of them decided now."""
+        found, session.found = session.found + session.search.finish(), []
+        return sorted(found, key=lambda d: (d.start, d.end, d.keyword))
+
     def segment(self, session: WorkerSession) -> Transcript | list[Detection]:
+        if session.search is not None:
+            found = self._search_end(session)
+            session.segment_start += session.search.frames
+            session.search = self._keyword_search(session.options, session.segment_start)
+            return found
         logits = self._segment_logits(session)
         transcript = self.decode(logits, self._segment_options(session))
         session.segment_start += logits.shape[-1]
@@ -197,7 +230,7 @@ class AsrRunner(Runner):
         return transcript
 
     def finish(self, session: WorkerSession) -> Transcript | list[Detection]:
-        return self.segment(session)
+        return self._search_end(session) if session.search is not None else self.segment(session)
 
 
 class DenoiseRunner(Runner):

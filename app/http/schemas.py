@@ -17,6 +17,7 @@ from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD, HOP_
 from model_zoo.pipelines.open_keywords import DEFAULT_THRESHOLD as OPEN_THRESHOLD
 
 from ..audio.decode import RawFormat
+from ..keywords import split_specs
 from ..audio.pcm import PcmEncoding
 
 __all__ = [
@@ -97,8 +98,7 @@ class KeywordsForm(AudioForm):
     def keyword_specs(self) -> list[tuple[str, str]] | None:
         """Every keyword asked for, as ``(field, text)``: each value of ``keywords[]`` and ``keywords`` split at
         commas, stripped (the text may still be empty: the route refuses it). None: no keyword was asked for."""
-        fields = (("keywords[]", self.keywords_array), ("keywords", self.keywords))
-        specs = [(name, part.strip()) for name, values in fields for value in values or () for part in value.split(",")]
+        specs = split_specs(self.keywords_array, "keywords[]") + split_specs(self.keywords, "keywords")
         return specs if self.keywords_array is not None or self.keywords is not None else None
 
 

@@ -10,12 +10,16 @@ Binary-first, in the vosk-server / sherpa-onnx / Wyoming family (protocol in REA
 
 Protocol mistakes (binary before session.start, malformed JSON, an unknown message) answer an ``error`` and
 keep the connection. The model and the API key are checked by the same functions as HTTP's
-(:mod:`app.http.dependencies`); the pool is reached through :class:`app.engine.Engine` only.
+(:mod:`app.http.dependencies`), a keyword stream's keywords by ``POST /keywords``' (:mod:`app.keywords`); the pool
+is reached through :class:`app.engine.Engine` only. A protocol may run streams of other models on the same audio
+beside the session's own (its ``companions``: the keyword stream's recognizer, for words the classifier does not
+know); the handler feeds, drains, watches and closes them with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -26,11 +30,12 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..audio.pcm import PcmCodec
 from ..engine import Engine
-from ..errors import InvalidParameter, NotReady, Overloaded, ServiceError, WorkerLost, echo
+from ..errors import InvalidParameter, NotFound, NotReady, Overloaded, ServiceError, WorkerLost
 from ..http.dependencies import resolve_model
+from ..keywords import KeywordChoice, choose_keywords, first_served, split_specs
 from ..settings import Settings
 from .connection import INTERNAL, NORMAL, POLICY, TRY_AGAIN_LATER, Closing, Connection, Inbox
-from .live import BufferOverflow, LiveStream, step_samples
+from .live import BufferOverflow, LiveStream, open_live
 from .messages import (ClientMessage, InputFlush, InputProgress, Mistake, SessionEnd, SessionEnded, SessionStart,
                        SessionStarted, SessionUpdate, parse_client_message)
 from .protocols import PROTOCOLS, TaskProtocol
@@ -82,8 +87,14 @@ class StreamHandler:
             pass
         finally:
             self.inbox.stop()
-            if self.stream is not None:
-                await self.stream.close()
+            for stream in self._streams():
+                await stream.close()
+
+    def _streams(self) -> list[LiveStream]:
+        """The session's stream, then its protocol's companions (none before session.start)."""
+        if self.stream is None:
+            return []
+        return [self.stream, *(self.protocol.companions() if self.protocol is not None else [])]
 
     # ---- the protocol's hooks ----------------------------------------------------------------------------------
     async def _greet(self) -> None:
@@ -117,10 +128,8 @@ class StreamHandler:
         or a failed pump."""
         timeout = self._receive_timeout()
         receiving = asyncio.ensure_future(self.inbox.get())
-        waiters = {receiving}
-        failure = asyncio.ensure_future(self.stream.wait_failure()) if self.stream is not None else None
-        if failure is not None:
-            waiters.add(failure)
+        failures = {asyncio.ensure_future(stream.wait_failure()) for stream in self._streams()}
+        waiters = {receiving, *failures}
         try:
             done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -132,7 +141,7 @@ class StreamHandler:
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             return message
-        if failure is not None and failure in done:
+        for failure in failures & done:
             raise failure_closing(failure.result())
         if time.monotonic() - self.opened >= self.settings.stream_max_session_seconds:
             raise Closing(POLICY, "session_too_long",
@@ -157,7 +166,8 @@ class StreamHandler:
     def _model_for(self, start: SessionStart) -> str:
         """The served model of this task ``start`` asks for (the HTTP endpoints' lookup), its keywords checked."""
         model = resolve_model(self.engine, self.settings, start.model, self.task)
-        self._check_keywords(model, start.keywords)
+        if self.task == "kws" and start.keywords is not None:
+            self._keywords(model, start.keywords)
         return model
 
     def _check_step(self, step_ms: float | None) -> None:
@@ -165,28 +175,30 @@ class StreamHandler:
         if step_ms is not None and not low <= step_ms <= high:
             raise InvalidParameter(f"step_ms must be between {low:g} and {high:g} (this server's limits)")
 
-    def _check_keywords(self, model: str, keywords: list[str] | None) -> None:
-        if self.task == "kws" and (unknown := self.engine.unknown_keywords(model, keywords)):
-            raise InvalidParameter(f"unknown keywords {echo(unknown)}")
+    def _keywords(self, model: str, keywords: list[str]) -> KeywordChoice:
+        """A keyword stream's ``keywords`` split between the keyword model ``model`` and the served recognizer, as
+        ``POST /keywords`` splits them (:func:`app.keywords.choose_keywords`: the same refusals)."""
+        return choose_keywords(self.engine, model, split_specs(keywords, "keywords"), first_served(self.engine, "asr"))
 
     async def _open(self, start: SessionStart, model: str) -> None:
         card = self.engine.cards[model]
         self.model, self.codec = model, PcmCodec(start.encoding)
-        self.protocol = PROTOCOLS[self.task](self.conn, start, card, self.codec)
-        deadline = time.monotonic() + self.settings.request_timeout_seconds
+        self.protocol = protocol = PROTOCOLS[self.task](self.conn, start, card, self.codec)
+        protocol.follow = functools.partial(open_live, self.engine, self.settings, client_rate=start.sample_rate,
+                                            step_ms=start.step_ms)
+        protocol.choose = functools.partial(self._keywords, model)
         try:
-            session = await self.engine.open_stream(model, self.protocol.pool_options(), deadline)
+            self.stream = await protocol.follow(model, protocol.pool_options(), self._deliver)
         except ServiceError as err:
             raise failure_closing(err) from None
-        rate = card.sample_rate
-        step = step_samples(session.info.get("quantum", 1), rate, start.step_ms or self.settings.stream_step_ms)
-        self.stream = LiveStream(
-            session, client_rate=start.sample_rate, model_rate=rate, step=step,
-            max_buffered=int(self.settings.stream_max_buffer_seconds * rate),
-            deadline_seconds=self.settings.request_timeout_seconds, deliver=self._deliver)
-        self.protocol.stream = self.stream
-        self.protocol.reopen = lambda: self.engine.open_stream(  # a fresh session (an utterance's end, see utterances)
-            model, self.protocol.pool_options(), time.monotonic() + self.settings.request_timeout_seconds)
+        session, rate, step = self.stream.session, card.sample_rate, self.stream.step
+        protocol.stream = self.stream
+        protocol.reopen = lambda: self.engine.open_stream(  # a fresh session (an utterance's end, see utterances)
+            model, protocol.pool_options(), time.monotonic() + self.settings.request_timeout_seconds)
+        try:
+            await protocol.on_open()
+        except ServiceError as err:
+            raise failure_closing(err) from None
         latency = int(session.info.get("latency", card.algorithmic_latency_samples))
         await self.conn.send(SessionStarted(
             session_id=self.session_id, model=model, task=self.task, sample_rate=rate,
@@ -210,11 +222,11 @@ class StreamHandler:
             await self.conn.error("session_already_started", "this session has started; send session.end first")
         elif isinstance(item, SessionUpdate):
             try:
-                self._check_keywords(self.model, item.keywords)
-            except ServiceError as err:
+                await self.protocol.update(item)
+            except (InvalidParameter, NotFound) as err:  # refused: the session goes on unchanged
                 await self.conn.error(err.code, err.message)
-            else:
-                self.protocol.update(item)
+            except ServiceError as err:  # a companion's session could not be opened
+                raise failure_closing(err) from None
         elif isinstance(item, InputFlush):
             await self._drain()
             await self.protocol.on_flush()
@@ -229,13 +241,15 @@ class StreamHandler:
             await self.conn.error("invalid_audio", "the frame contains NaN or infinite samples; it was not used")
             return
         try:
-            await self.stream.push(samples)
+            for stream in self._streams():
+                await stream.push(samples)
         except BufferOverflow as err:
             raise Closing(TRY_AGAIN_LATER, "buffer_overflow", str(err)) from None
 
     async def _drain(self, end: bool = False) -> None:
         try:
-            await self.stream.drain(end=end)
+            for stream in self._streams():
+                await stream.drain(end=end)
         except BaseException as err:  # noqa: BLE001 - the pump's failure, reported to the client
             if isinstance(err, asyncio.CancelledError):
                 raise
@@ -248,8 +262,9 @@ class StreamHandler:
         except ServiceError as err:
             raise failure_closing(err) from None
         audio_seconds = self.stream.received / self.stream.client_rate
+        processing = sum(stream.processing for stream in self._streams())
         await self.conn.send(SessionEnded(
             session_id=self.session_id, audio_seconds=round(audio_seconds, 3),
-            processing_seconds=round(self.stream.processing, 4),
-            rtf=round(self.stream.processing / audio_seconds, 4) if audio_seconds else 0.0))
+            processing_seconds=round(processing, 4),
+            rtf=round(processing / audio_seconds, 4) if audio_seconds else 0.0))
         await self.conn.close(NORMAL)

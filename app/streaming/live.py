@@ -5,7 +5,7 @@ resamples it to the model's rate (:class:`app.streaming.resampler.StreamResample
 bounded buffer, and a pump task feeds it to the session in steps of ``step`` samples (a multiple of the
 model's quantum, so that the sessions of a model keep equal state shapes and the worker steps them together
 as one batch). Order is kept by construction: one buffer, one pump, one session lock. Results go to
-``deliver`` in order.
+``deliver`` in order. :func:`open_live` opens a session and its stream (the websockets' and Wyoming's way).
 
 :class:`StreamRegistry` counts the live streams of the app for admission (``stream_max_sessions``).
 """
@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import numpy as np
 
 from ..execution.sessions import SessionHandle
 from .resampler import StreamResampler
 
-__all__ = ["LiveStream", "BufferOverflow", "StreamRegistry", "step_samples"]
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..settings import Settings
+
+__all__ = ["LiveStream", "BufferOverflow", "StreamRegistry", "open_live", "step_samples"]
 
 
 class BufferOverflow(Exception):
@@ -153,6 +157,20 @@ class LiveStream:
             await self._pump
         except BaseException:  # noqa: BLE001 - cancelled or already failed: nothing left to report
             pass
+
+
+async def open_live(engine: Engine, settings: Settings, model: str, options: dict,
+                    deliver: Callable[[Any], Awaitable[None]], *, client_rate: int,
+                    step_ms: float | None = None) -> LiveStream:
+    """A resident session of ``model`` (pool ``options``) and the stream that feeds it audio at ``client_rate``,
+    stepped by ``step_ms`` (default: the server's ``stream_step_ms``) rounded up to the model's quantum, with the
+    server's buffer bound and deadlines; ``deliver`` gets each step's result. Raises the engine's errors."""
+    rate = engine.rate(model)
+    session = await engine.open_stream(model, options, time.monotonic() + settings.request_timeout_seconds)
+    return LiveStream(session, client_rate=client_rate, model_rate=rate,
+                      step=step_samples(session.info.get("quantum", 1), rate, step_ms or settings.stream_step_ms),
+                      max_buffered=int(settings.stream_max_buffer_seconds * rate),
+                      deadline_seconds=settings.request_timeout_seconds, deliver=deliver)
 
 
 class StreamRegistry:

@@ -44,7 +44,9 @@ class SessionStart(_Message):
     interim_results: bool = Field(True, description="transcribe: send transcript.partial while audio arrives.")
     word_timestamps: bool = Field(True, description="transcribe: words with times in transcript.final.")
     beam_search: bool = Field(DEFAULT_BEAM_SEARCH, description="transcribe: beam search for finals (partials stay greedy).")
-    keywords: list[str] | None = Field(None, description="keywords: only these (default: all of the model's).")
+    keywords: list[str] | None = Field(None, description="keywords: only these (default: all of the model's); any "
+                                       "other word or phrase is searched for in the recognizer's output, as by "
+                                       "POST /keywords ('hey computer #0.4 :0.1').")
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="keywords: minimum probability of a detection.")
     hop: float = Field(DEFAULT_HOP_SECONDS, ge=LIVE_HOP_LIMITS[0], le=LIVE_HOP_LIMITS[1], description="keywords: seconds between one-second windows.")
     step_ms: float | None = Field(None, gt=0, description="Audio per model step, in ms (rounded up to the model's "

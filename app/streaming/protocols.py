@@ -1,7 +1,8 @@
 """What each task sends back over its websocket: for every step's result, at ``input.flush`` and at the end.
 
 Each protocol mirrors its offline endpoint, so a stream and an upload of the same audio agree: denoised audio
-of the input's length, the transcript of ``POST /transcribe``, the detections of ``POST /keywords``.
+of the input's length, the transcript of ``POST /transcribe``, the detections of ``POST /keywords`` (words of the
+caller's choosing included: :mod:`app.streaming.open_keywords`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import numpy as np
 from model_zoo.card import ModelCard
 from model_zoo.nets import for_every_task
 from model_zoo.pipelines.endpoint import EndpointRules
-from model_zoo.pipelines.kws import DetectionRuns
+from model_zoo.pipelines.kws import Detection, DetectionRuns
 
 from model_zoo.samples import fit_length
 from ..audio.pcm import PcmCodec
+from ..keywords import KeywordChoice
 from .connection import Connection
 from .live import LiveStream
 from .messages import (KeywordDetected, SessionStart, SessionUpdate, StreamWord, TranscriptFinal,
                        TranscriptPartial)
+from .open_keywords import Follow, OpenKeywordStream
 from .resampler import StreamResampler
 from .utterances import Utterances, step_parts
 
@@ -36,14 +39,27 @@ class TaskProtocol:
         self.conn, self.start, self.card, self.codec = conn, start, card, codec
         self.rate = card.sample_rate
         self.stream: LiveStream | None = None
-        # Opens a fresh session with pool_options() (set by the handler with the stream; utterances use it).
+        # Set by the handler with the stream: opens a fresh session with pool_options() (utterances use it) ...
         self.reopen: Callable[[], Awaitable[Any]] | None = None
+        # ... opens a stream of another model on the same audio, a companion (app.streaming.open_keywords.Follow) ...
+        self.follow: Follow | None = None
+        # ... and splits a keyword stream's keywords as POST /keywords does (raises its errors).
+        self.choose: Callable[[list[str]], KeywordChoice] | None = None
 
     def pool_options(self) -> dict:
         return {"live": True}
 
-    def update(self, message: SessionUpdate) -> None:
-        """``session.update``: options that change what is sent from now on."""
+    def companions(self) -> list[LiveStream]:
+        """Streams of other models fed the same audio; the handler pushes, drains, watches and closes them with
+        the session's own."""
+        return []
+
+    async def on_open(self) -> None:
+        """Once the session's stream is open, before ``session.started``: open the companions."""
+
+    async def update(self, message: SessionUpdate) -> None:
+        """``session.update``: options that change what is sent from now on. A refused option
+        (:class:`app.errors.InvalidParameter`) changes nothing."""
 
     async def on_step(self, result: Any) -> None: ...
 
@@ -104,7 +120,7 @@ class TranscribeProtocol(TaskProtocol):
     def _rules(self) -> EndpointRules | None:
         return self.rules if self.endpointing and self.reopen is not None else None
 
-    def update(self, message: SessionUpdate) -> None:
+    async def update(self, message: SessionUpdate) -> None:
         if message.interim_results is not None:
             self.interim = message.interim_results
         if message.word_timestamps is not None:
@@ -146,20 +162,51 @@ class TranscribeProtocol(TaskProtocol):
 
 
 class KeywordsProtocol(TaskProtocol):
-    """keyword.detected as each run of windows ends, exactly as ``POST /keywords`` finds them."""
+    """keyword.detected as each run of windows ends, exactly as ``POST /keywords`` finds them. Words the classifier
+    does not know (``keywords``) are searched for in the served recognizer's output, on a second resident session
+    fed the same audio (:mod:`app.streaming.open_keywords`): each is sent once final, ``LOOKAHEAD_SECONDS`` after
+    its end, again exactly as ``POST /keywords`` finds it. ``session.update`` with other such words ends that search
+    as at the end of the audio and starts a new one on the audio that follows."""
 
     def __init__(self, conn: Connection, start: SessionStart, card: ModelCard, codec: PcmCodec) -> None:
         super().__init__(conn, start, card, codec)
-        self.runs = DetectionRuns(card.labels or (), rate=self.rate, threshold=start.threshold,
-                                  keywords=start.keywords)
+        self.runs = DetectionRuns(card.labels or (), rate=self.rate, threshold=start.threshold)
+        self.searched: OpenKeywordStream | None = None
 
     def pool_options(self) -> dict:
         return {"live": True, "hop": self.start.hop}
 
-    def update(self, message: SessionUpdate) -> None:
-        self.runs.update(keywords=message.keywords, threshold=message.threshold)
+    def companions(self) -> list[LiveStream]:
+        return [self.searched.stream] if self.searched is not None else []
 
-    async def _send(self, detections: list) -> None:
+    async def on_open(self) -> None:
+        if self.start.keywords is not None:
+            await self._watch(self.choose(self.start.keywords))
+
+    async def update(self, message: SessionUpdate) -> None:
+        choice = self.choose(message.keywords) if message.keywords is not None else None  # refused: no change
+        self.runs.update(threshold=message.threshold)
+        if choice is not None:
+            await self._watch(choice)
+
+    async def _watch(self, choice: KeywordChoice) -> None:
+        """From now on report the keywords of ``choice``: the classifier's at once, the recognizer's on a session
+        of their own (the one searching until now, for other words, is finished first)."""
+        self.runs.update(keywords=choice.watched)
+        if set(choice.open) == set(self.searched.keywords if self.searched is not None else ()):
+            return
+        old, self.searched = self.searched, None
+        if old is not None:
+            try:
+                await old.finish()
+            finally:
+                await old.close()
+        if choice.open:
+            self.searched = await OpenKeywordStream.open(
+                self.follow, choice.recognizer, choice.open, deliver=self._send,
+                offset=self.stream.received / self.stream.client_rate)  # the stream's time of its first sample
+
+    async def _send(self, detections: list[Detection]) -> None:
         for d in detections:
             await self.conn.send(KeywordDetected(keyword=d.keyword, start=d.start, end=d.end, score=d.score))
 
@@ -169,12 +216,16 @@ class KeywordsProtocol(TaskProtocol):
 
     async def on_flush(self) -> None:
         await self._send(self.runs.close())
+        if self.searched is not None:
+            await self.searched.flush()
 
     async def on_end(self) -> None:
         length = self.stream.stepped
         for start, probs in await self.stream.call(self.stream.session.finish):
             await self._send(self.runs.push(start, probs, length))
         await self._send(self.runs.close())
+        if self.searched is not None:
+            await self.searched.finish()
 
 
 # The protocol of each task of model_zoo.nets.TASKS, checked at import: a task cannot be added without one.

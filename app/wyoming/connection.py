@@ -11,7 +11,8 @@
 A transcription holds the audio like an upload and decodes it at ``audio-stop`` through the raw-PCM path of
 uploads and :meth:`app.engine.Engine.transcribe`, so its text is ``POST /transcribe``'s for the same audio; the
 transcript-chunk events are its words (they concatenate to the text). Wake words run live
-(:class:`app.wyoming.wake.WakeStream`).
+(:class:`app.wyoming.wake.WakeStream`): the keyword model's words, and any other name the recognizer can spell
+(searched for in its output as ``POST /keywords`` does; :func:`app.keywords.choose_keywords` splits them).
 
 Bad input gets an ``error`` event (``text``, ``code``) and the connection goes on: ``malformed_event``,
 ``invalid_event``, ``unknown_event``, ``unexpected_event`` (one only servers send), ``no_request`` (audio before
@@ -44,10 +45,11 @@ from ..audio.decode import decode
 from ..engine import Engine
 from ..errors import ServiceError, echo
 from ..http.dependencies import deadline_for, resolve_model
+from ..keywords import KeywordChoice, choose_keywords, first_served, split_specs
 from ..settings import Settings
 from .audio import Format, format_problem
 from .framing import FramingError, Problem, read_event
-from .programs import ASR_PROGRAM, LANGUAGE, WAKE_PROGRAM, describe, served, wake_words
+from .programs import ASR_PROGRAM, LANGUAGE, WAKE_PROGRAM, describe, served
 from .wake import WakeStream, engine_call
 
 __all__ = ["WyomingConnection", "SERVER_EVENTS"]
@@ -63,7 +65,7 @@ SERVER_EVENTS = frozenset({"info", "pong", "error", "transcript", "transcript-st
 class Request:
     task: str  # "asr" or "kws"
     model: str
-    keywords: list[str] | None = None
+    keywords: KeywordChoice | None = None  # wake words asked for (None: all of the keyword model's)
 
 
 @dataclass
@@ -200,10 +202,15 @@ class WyomingConnection:
         model = self._model(None, "kws")
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise Problem("invalid_event", "detect: names must be a list of wake word names")
-        known = wake_words(self.engine, model)
-        if unknown := sorted(set(names or ()) - set(known)):
-            raise Problem("unknown_wake_word", f"unknown wake words {echo(unknown)}; describe lists them")
-        self.request = Request("kws", model, list(names) if names else None)
+        keywords = None
+        if names:  # the keyword model's words, and any other the recognizer can spell (POST /keywords' rule)
+            try:
+                keywords = choose_keywords(self.engine, model, split_specs(names, "names"),
+                                           first_served(self.engine, "asr"))
+            except ServiceError as err:
+                raise Problem("unknown_wake_word", f"detect: {err.message}; describe lists the keyword model's "
+                              "words") from None
+        self.request = Request("kws", model, keywords)
         self.stray = False
 
     def _model(self, name: str | None, task: str) -> str:

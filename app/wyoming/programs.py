@@ -1,5 +1,6 @@
 """What a ``describe`` is answered with: one asr program (the served recognizers, English) and one wake program
-whose wake words are the keywords of the first served keyword model (``yes``, ``marvin``, ``sheila``, ...)."""
+whose wake words are the keywords of the first served keyword model (``yes``, ``marvin``, ``sheila``, ...). A
+``detect`` may also name any other word, searched for by the recognizer: there is no list of those to describe."""
 
 from __future__ import annotations
 

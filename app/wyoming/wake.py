@@ -1,14 +1,17 @@
 """Wake words live: a ``detect`` request's audio goes into a resident keyword session as it arrives (the keyword
 websocket's path: :class:`app.streaming.live.LiveStream`, resampled exactly as it comes), and detections are the
 runs of ``POST /keywords`` (:class:`model_zoo.pipelines.kws.DetectionRuns`, default threshold and hop), each
-handed on the moment its run ends. A client that sends faster than the model waits: the audio goes in pieces of
-at most a quarter of the stream's buffer and the buffer is drained at half, so the reader stops reading (TCP's
-back-pressure) instead of cutting the client off.
+handed on the moment its run ends. Names the classifier does not know are searched for in the served recognizer's
+output, on a second resident session fed the same audio (:mod:`app.streaming.open_keywords`, the keyword stream's
+way; which name goes where is :func:`app.keywords.choose_keywords`), each detection handed on once final. A client
+that sends faster than the model waits: the audio goes in pieces of at most a quarter of a stream's buffer and a
+buffer is drained at half, so the reader stops reading (TCP's back-pressure) instead of cutting the client off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -16,9 +19,10 @@ from model_zoo.pipelines.kws import DEFAULT_HOP_SECONDS, DEFAULT_THRESHOLD, Dete
 
 from ..engine import Engine
 from ..errors import ServiceError, public_message
-from ..http.dependencies import deadline_for
+from ..keywords import KeywordChoice
 from ..settings import Settings
-from ..streaming.live import LiveStream, step_samples
+from ..streaming.live import LiveStream, open_live
+from ..streaming.open_keywords import OpenKeywordStream
 from .audio import Format, MonoDecoder
 from .framing import Problem
 
@@ -41,44 +45,58 @@ class WakeStream:
     def __init__(self, runs: DetectionRuns, fmt: Format, on_detection: Callable[[Detection], Awaitable[None]]) -> None:
         self.runs, self.decoder, self.on_detection = runs, MonoDecoder(fmt), on_detection
         self.stream: LiveStream | None = None
+        self.searched: OpenKeywordStream | None = None  # the names the classifier does not know, if any
         self.detected = False
 
     @classmethod
-    async def open(cls, engine: Engine, settings: Settings, model: str, keywords: list[str] | None, fmt: Format,
-                   on_detection: Callable[[Detection], Awaitable[None]]) -> WakeStream:
+    async def open(cls, engine: Engine, settings: Settings, model: str, keywords: KeywordChoice | None,
+                   fmt: Format, on_detection: Callable[[Detection], Awaitable[None]]) -> WakeStream:
+        """``keywords``: the names asked for, split (None: every keyword of the classifier ``model``)."""
         rate = engine.rate(model)
-        runs = DetectionRuns(engine.cards[model].labels, rate=rate, threshold=DEFAULT_THRESHOLD, keywords=keywords)
+        runs = DetectionRuns(engine.cards[model].labels, rate=rate, threshold=DEFAULT_THRESHOLD,
+                             keywords=None if keywords is None else keywords.watched)
         wake = cls(runs, fmt, on_detection)
-        session = await engine_call(engine.open_stream(model, {"live": True, "hop": DEFAULT_HOP_SECONDS},
-                                                       deadline_for(settings)))
-        wake.stream = LiveStream(
-            session, client_rate=fmt.rate, model_rate=rate,
-            step=step_samples(session.info.get("quantum", 1), rate, settings.stream_step_ms),
-            max_buffered=int(settings.stream_max_buffer_seconds * rate),
-            deadline_seconds=settings.request_timeout_seconds, deliver=wake._windows)
+        follow = functools.partial(open_live, engine, settings, client_rate=fmt.rate)
+        wake.stream = await engine_call(follow(model, {"live": True, "hop": DEFAULT_HOP_SECONDS}, wake._windows))
+        if keywords is not None and keywords.open:
+            try:
+                wake.searched = await engine_call(OpenKeywordStream.open(
+                    follow, keywords.recognizer, keywords.open, offset=0.0, deliver=wake._found))
+            except BaseException:
+                await wake.close()
+                raise
         return wake
+
+    @property
+    def streams(self) -> list[LiveStream]:
+        return [self.stream] + ([self.searched.stream] if self.searched is not None else [])
 
     async def _windows(self, windows: list, length: int | None = None) -> None:
         for start, probs in windows:
             for detection in self.runs.push(start, probs, length):
                 await self._detected(detection)
 
+    async def _found(self, detections: list[Detection]) -> None:
+        for detection in detections:
+            await self._detected(detection)
+
     async def _detected(self, detection: Detection) -> None:
         self.detected = True
         await self.on_detection(detection)
 
     async def feed(self, payload: bytes) -> None:
-        stream = self.stream
         samples = self.decoder.decode(payload)
-        piece = max(1, stream.max_buffered // 4 * stream.client_rate // stream.model_rate)
+        streams = self.streams
+        piece = max(1, min(s.max_buffered // 4 * s.client_rate // s.model_rate for s in streams))
         for first in range(0, len(samples), piece):
-            if stream.failure is not None or stream.buffered > stream.max_buffered // 2:
-                await self._drain()
-            await stream.push(samples[first:first + piece])
+            for stream in streams:
+                if stream.failure is not None or stream.buffered > stream.max_buffered // 2:
+                    await self._drain(stream)
+                await stream.push(samples[first:first + piece])
 
-    async def _drain(self, end: bool = False) -> None:
+    async def _drain(self, stream: LiveStream, end: bool = False) -> None:
         try:
-            await self.stream.drain(end=end)
+            await stream.drain(end=end)
         except ServiceError as err:
             raise Problem(err.code, err.message) from None
         except (ConnectionError, asyncio.CancelledError):
@@ -88,15 +106,18 @@ class WakeStream:
             raise Problem("internal_error", public_message(f"{type(err).__name__}: {err}")) from None
 
     async def finish(self) -> bool:
-        """The rest of the audio through the model and the last runs closed; whether anything was detected."""
-        await self._drain(end=True)
+        """The rest of the audio through the models and the last runs closed; whether anything was detected."""
+        for stream in self.streams:
+            await self._drain(stream, end=True)
         length = self.stream.stepped
         await self._windows(await engine_call(self.stream.call(self.stream.session.finish)), length)
         for detection in self.runs.close():
             await self._detected(detection)
+        if self.searched is not None:
+            await engine_call(self.searched.finish())
         return self.detected
 
     async def close(self) -> None:
-        """Free the session at once (after finish, or when the client went away)."""
-        if self.stream is not None:
-            await self.stream.close()
+        """Free the sessions at once (after finish, or when the client went away)."""
+        for stream in self.streams if self.stream is not None else []:
+            await stream.close()

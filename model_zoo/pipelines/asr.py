@@ -4,8 +4,8 @@
 word times: the service's workers, the evaluation and the benchmarks all decode through it, so they measure
 what users get. A batch of clips zero-padded at the end is cut back to each clip's own frames
 (:func:`clip_logits`); decoding is greedy, or the beam search the checkpoint ships with (:func:`beam_decoder`).
-The same logits also answer keyword searches of the user's choosing (:meth:`Recognizer.spot`, the rules of
-:mod:`model_zoo.pipelines.open_keywords`).
+The same logits also answer keyword searches of the user's choosing (:meth:`Recognizer.spot` on a clip,
+:meth:`Recognizer.keyword_search` on a stream; the rules of :mod:`model_zoo.pipelines.open_keywords`).
 
 A checkpoint card's ``beam_search`` entry names a general-English n-gram file beside the card with its tuned
 weights and beam (:func:`model_zoo.nets.ctc.decoder_from_card`); without one, the checkpoint's own word bigram
@@ -24,7 +24,7 @@ from ..checkpoint import CHECKPOINT_DIR
 from ..nets.ctc import BeamSearchDecoder, Transcript, decoder_from_card, greedy_decode
 from ..vocab import ASR_VOCAB
 from .kws import Detection
-from .open_keywords import OpenKeyword, search
+from .open_keywords import KeywordSearch, OpenKeyword, search
 
 __all__ = ["DEFAULT_BEAM_SEARCH", "Recognizer", "beam_decoder", "clip_logits", "ships_language_model"]
 
@@ -95,6 +95,11 @@ class Recognizer:
         """``logits (vocab, frames)`` of one clip -> the occurrences of ``keywords`` in it
         (:func:`model_zoo.pipelines.open_keywords.search`); ``offset`` seconds are added to their times."""
         return search(logits.T, keywords, self.vocab, self.frame_seconds, offset=offset)
+
+    def keyword_search(self, keywords: Sequence[OpenKeyword], *, offset: float = 0.0) -> KeywordSearch:
+        """The same search over a stream: feed it each step's ``logits (vocab, frames)``, get the detections that
+        became final (:class:`model_zoo.pipelines.open_keywords.KeywordSearch`); ``offset``: seconds at frame 0."""
+        return KeywordSearch(keywords, self.vocab, self.frame_seconds, offset=offset)
 
     def __call__(self, waveform: Tensor, *, beam_search: bool) -> Transcript:
         """One clip ``waveform (L,)`` at the recognizer's rate -> its transcript."""

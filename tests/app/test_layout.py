@@ -16,9 +16,10 @@ ALLOWED = {
     "audio": {"errors"},
     "execution": {"errors"},
     "engine": {"audio", "execution"},
-    "http": {"audio", "engine", "errors", "settings", "streaming"},
-    "streaming": {"audio", "engine", "errors", "settings", "http", "execution"},
-    "wyoming": {"audio", "engine", "errors", "settings", "http", "streaming"},
+    "keywords": {"engine", "errors"},  # which keywords a request asks for: POST /keywords', streams', Wyoming's
+    "http": {"audio", "engine", "errors", "keywords", "settings", "streaming"},
+    "streaming": {"audio", "engine", "errors", "keywords", "settings", "http", "execution"},
+    "wyoming": {"audio", "engine", "errors", "keywords", "settings", "http", "streaming"},
 }
 # What of execution the websocket side may name: the session handle the engine hands out, nothing else.
 STREAMING_FROM_EXECUTION = {"app.execution.sessions"}

@@ -1,4 +1,5 @@
-"""The open-vocabulary keyword search, on posteriors built frame by frame (the recognizer is not needed)."""
+"""The open-vocabulary keyword search, on posteriors built frame by frame (the recognizer is not needed): the
+whole-clip search, and the same search fed in steps (a live stream), whose detections equal the whole clip's."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 import torch
 
 from model_zoo.pipelines.asr import Recognizer
-from model_zoo.pipelines.open_keywords import (DEFAULT_THRESHOLD, MAX_KEYWORD_CHARS, KeywordError, OpenKeyword,
-                                               check_spelling, parse_spec, search)
+from model_zoo.pipelines.open_keywords import (DEFAULT_THRESHOLD, LOOKAHEAD_SECONDS, MAX_KEYWORD_CHARS, KeywordError,
+                                               KeywordSearch, OpenKeyword, check_spelling, parse_spec, search)
 from model_zoo.vocab import ASR_VOCAB
 
 FRAME = 0.03
@@ -172,3 +173,116 @@ def test_a_keyword_as_a_caller_writes_it():
             check_spelling(bad, ASR_VOCAB)
     with pytest.raises(KeywordError):
         search(posteriors("_"), [OpenKeyword("k9")], ASR_VOCAB, FRAME)
+
+
+# ---- the search in steps: final decisions, and a stream equals the whole clip --------------------------------------
+LOOKAHEAD = math.ceil(LOOKAHEAD_SECONDS / FRAME)  # frames
+
+
+def random_posteriors(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """A made-up recognizer output: words of a small lexicon (the keywords below, parts and near misses of them)
+    spelled with blanks, separators, held letters and pauses, each frame's token at a random probability with the
+    blank or another letter as runner-up: many candidates, overlapping and half-heard, of every keyword."""
+    lexicon = ["cat", "cat", "cats", "at", "the", "sat", "no", "no", "hey", "hey", "computer", "comp", "uter", "hello",
+               "helo", "cacat"]
+    text = []
+    while len(text) < frames:
+        word = lexicon[rng.integers(len(lexicon))]
+        for letter in word:
+            text += [letter] * int(rng.integers(1, 3)) + ["_"] * int(rng.integers(0, 3))
+        text += [[" "], ["_"] * int(rng.integers(1, 4)) + [" "], ["_"] * int(rng.integers(0, 30))][rng.integers(3)]
+    probs = np.full((frames, len(ASR_VOCAB)), 1e-3)
+    for t, c in enumerate(text[:frames]):
+        token = 0 if c == "_" else ASR_VOCAB.index(c)
+        runner_up = 0 if rng.random() < 0.85 else int(rng.integers(1, len(ASR_VOCAB)))
+        probs[t, token] += rng.uniform(0.3, 1.0)
+        probs[t, runner_up] += rng.uniform(0.0, 0.4)
+    return np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+KEYWORDS = [OpenKeyword("cat", 0.2), OpenKeyword("at", 0.2), OpenKeyword("no no", 0.1),
+            OpenKeyword("hey computer", 0.15, 0.05), OpenKeyword("hello", 0.1), OpenKeyword("computer", 0.2)]
+
+
+def streamed(lp: np.ndarray, keywords, chunks: list[int], **options) -> tuple[list, list[int]]:
+    """``lp (T, V)`` fed in steps of ``chunks`` frames -> every detection (sorted), and each one's frame count fed
+    when it came out."""
+    spotter, found, when, first = KeywordSearch(keywords, ASR_VOCAB, FRAME, **options), [], [], 0
+    for size in chunks:
+        step = spotter.feed(lp[first:first + size].T)  # (V, F), the recognizer's layout
+        first += size
+        found += step
+        when += [first] * len(step)
+    last = spotter.finish()
+    return sorted(found + last, key=lambda d: (d.start, d.end, d.keyword)), when + [None] * len(last)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_stream_in_random_steps_finds_exactly_what_the_whole_clip_search_finds(seed):
+    rng = np.random.default_rng(seed)
+    lp = random_posteriors(rng, int(rng.integers(200, 400)))
+    whole = search(lp, KEYWORDS, ASR_VOCAB, FRAME)
+    assert whole, "the made-up speech should hold some keywords"
+    for _ in range(4):
+        chunks = [int(n) for n in rng.integers(1, 40, size=len(lp))]
+        found, when = streamed(lp, KEYWORDS, chunks)
+        assert found == whole  # keywords, times and scores, exactly
+        assert any(w is not None for w in when), "some detections are final before the end of the audio"
+    assert streamed(lp, KEYWORDS, [1] * len(lp))[0] == whole  # frame by frame
+    # Logits in float32, as the network gives them, are normalised frame by frame: the same either way.
+    logits = torch.from_numpy(lp).float() + 2.0
+    assert streamed(logits.numpy(), KEYWORDS, [7] * len(lp))[0] == search(logits, KEYWORDS, ASR_VOCAB, FRAME)
+
+
+def test_a_detection_is_final_the_look_ahead_after_its_end_or_at_the_end_of_the_audio():
+    lp = posteriors("__the_ __cat_ " + "_" * 40)  # "cat" ends at frame 11
+    found, when = streamed(lp, [OpenKeyword("cat")], [1] * len(lp))
+    assert [(d.keyword, round(d.start / FRAME), round(d.end / FRAME)) for d in found] == [("cat", 9, 12)]
+    assert when == [12 + LOOKAHEAD]  # frame 11 + LOOKAHEAD fed: decided then, never earlier
+    assert LOOKAHEAD * FRAME == pytest.approx(LOOKAHEAD_SECONDS, abs=FRAME)
+    # Audio that ends sooner decides it at the end.
+    short = posteriors("__the_ __cat_ ___")
+    assert streamed(short, [OpenKeyword("cat")], [len(short)]) == (found, [None])
+
+
+def test_a_pause_is_a_word_boundary_like_the_clips_edge():
+    # No separator after the pause (the recognizer does not always emit one): a pause of the look-ahead is enough,
+    # a shorter one is not ("cat___dog" is one word to the rule).
+    pause = "_" * (LOOKAHEAD + 1)
+    assert [f[:3] for f in find(f"_cat{pause}dog_", "cat", "dog")] == [("cat", 1, 4), ("dog", 5 + len(pause) - 1, 8 + len(pause) - 1)]
+    assert find("_cat___dog_", "cat", "dog") == []
+
+
+def test_what_is_decided_stays_decided():
+    """Where deciding with the whole clip in view would differ: a path that overtakes an occurrence more than the
+    look-ahead after it ends. "cat" with a weak t, then, far later, a sure t: the weak one was final long before the
+    better path through the later t could overlap it, so it stands; that later path is refused."""
+    gap = "_" * (LOOKAHEAD + 5)
+    lp = posteriors(f"_c_a_t{gap}t_", f5=0.5)
+    lp[5, 0] = math.log(0.4)  # the blank is a close runner-up at the weak t: a path may wait there for the later t
+    weak_t = 0.5 / np.exp(lp[5]).sum()
+    [(keyword, first, end, score)] = find(lp, "cat")
+    assert (keyword, first, end) == ("cat", 1, 6) and score == pytest.approx((0.9 * 0.9 * weak_t) ** (1 / 3), abs=1e-4)
+    # With a look-ahead long enough to see the later t, the better path wins instead.
+    [later] = search(lp, [OpenKeyword("cat")], ASR_VOCAB, FRAME, lookahead=2.0)
+    assert (round(later.start / FRAME), round(later.end / FRAME)) == (1, 6 + len(gap) + 1) and later.score > score
+
+
+def test_a_long_stream_keeps_little_state():
+    spotter = KeywordSearch([OpenKeyword("cat")], ASR_VOCAB, FRAME)
+    said = posteriors("_cat_ _the_ ")
+    found = []
+    for _ in range(300):
+        found += spotter.feed(said.T)
+    found += spotter.finish()
+    assert len(found) == 300 and [round(d.start / FRAME) for d in found[:2]] == [1, 1 + len(said)]
+    assert len(spotter._taken[0]) <= 2 and len(spotter._pending[0]) == 0  # decided occurrences are let go
+
+
+def test_no_keywords_and_no_frames():
+    spotter = KeywordSearch([], ASR_VOCAB, FRAME)
+    assert spotter.feed(posteriors("_cat_").T) == [] and spotter.finish() == [] and spotter.frames == 5
+    spotter = KeywordSearch([OpenKeyword("cat")], ASR_VOCAB, FRAME)
+    assert spotter.feed(np.zeros((len(ASR_VOCAB), 0))) == [] and spotter.finish() == []
+    with pytest.raises(RuntimeError):
+        spotter.feed(posteriors("_").T)

@@ -1,8 +1,9 @@
 """``POST /keywords`` (also ``/v1/audio/keywords``): keyword detections in clips of any length.
 
 The keyword model's own words are spotted by the classifier; any other word or phrase asked for (open vocabulary)
-is searched for in the served recognizer's CTC posteriors, in the worker (:mod:`model_zoo.pipelines.open_keywords`).
-Both kinds come back as one list of detections, by start time.
+is searched for in the served recognizer's CTC posteriors, in the worker (:mod:`model_zoo.pipelines.open_keywords`);
+which is which, and what is refused, is :func:`app.keywords.choose_keywords` (the keyword stream's and Wyoming's
+rule too). Both kinds come back as one list of detections, by start time.
 """
 
 from __future__ import annotations
@@ -12,24 +13,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form
 
-from model_zoo.pipelines.kws import Detection, keyword_indices
-from model_zoo.pipelines.open_keywords import DEFAULT_THRESHOLD as OPEN_THRESHOLD
-from model_zoo.pipelines.open_keywords import MAX_KEYWORDS, KeywordError, OpenKeyword, check_spelling, parse_spec
+from model_zoo.pipelines.kws import Detection
 
 from ..dependencies import AudioCall, AudioUpload, require_api_key
-from ...errors import InvalidParameter, NotFound, echo
+from ...keywords import choose_keywords, first_served
 from ..schemas import ClassScoreOut, DetectionOut, KeywordsForm, KeywordsOut
 from . import AUDIO_ERRORS
 
 router = APIRouter(tags=["keywords"], dependencies=[Depends(require_api_key)], responses=AUDIO_ERRORS)
-
-
-def _served(call: AudioCall, task: str) -> str | None:
-    """The first served model of ``task``, or None."""
-    try:
-        return call.model(None, task)
-    except NotFound:
-        return None
 
 
 @router.post("/keywords", response_model=KeywordsOut, response_model_exclude_none=True)
@@ -39,36 +30,10 @@ async def keywords(file: AudioUpload, form: Annotated[KeywordsForm, Form()], cal
     """Slides one-second windows by ``hop`` over the clip; for clips of about a second also ranks all classes.
     Words the keyword model does not know are searched for in the recognizer's output (``keywords``)."""
     specs = form.keyword_specs()
-    model = call.model(form.model, "kws") if form.model is not None or specs is None else _served(call, "kws")
-    labels = (call.engine.cards[model].labels or ()) if model is not None else ()
-    classifier_words = {labels[i] for i in keyword_indices(labels)}  # never _unknown_ or _silence_
-    recognizer = _served(call, "asr")
-    wanted: set[str] | None = None
-    open_keywords: dict[str, OpenKeyword] = {}
-    for param, spec in specs or ():
-        try:
-            text, threshold, boost = parse_spec(spec)
-            if text not in classifier_words and recognizer is not None:
-                check_spelling(text, call.engine.cards[recognizer].vocab or ())
-        except KeywordError as err:
-            raise InvalidParameter(f"keyword {echo(spec)}: {err}", param=param) from None
-        if text in classifier_words:
-            if threshold is not None or boost is not None:
-                raise InvalidParameter(f"keyword {echo(spec)}: a threshold (#) or boost (:) is for words the keyword "
-                                       "model does not know; its own words use threshold", param=param)
-            wanted = (wanted or set()) | {text}
-            continue
-        if recognizer is None:
-            if model is None:
-                raise NotFound("no kws model is served", code="model_not_found", param="model")
-            raise InvalidParameter(f"unknown keywords {echo([text])}; the model knows {sorted(classifier_words)} "
-                                   "and no recognizer is served for other words", param=param)
-        keyword = OpenKeyword(text, OPEN_THRESHOLD if threshold is None else threshold, boost or 0.0)
-        if open_keywords.setdefault(text, keyword) != keyword:
-            raise InvalidParameter(f"keyword {echo(text)} is given twice with different settings", param=param)
-        if len(open_keywords) > MAX_KEYWORDS:
-            raise InvalidParameter(f"at most {MAX_KEYWORDS} keywords the keyword model does not know may be "
-                                   "searched for at once", param=param)
+    engine = call.engine
+    model = call.model(form.model, "kws") if form.model is not None or specs is None else first_served(engine, "kws")
+    choice = choose_keywords(engine, model, specs or (), first_served(engine, "asr"))
+    wanted, open_keywords, recognizer = choice.classifier, choice.open, choice.recognizer
     classify = specs is None or wanted is not None
     audio = await call.read(file, form)
     deadline = call.deadline(audio)
@@ -77,7 +42,7 @@ async def keywords(file: AudioUpload, form: Annotated[KeywordsForm, Form()], cal
         jobs.append(call.engine.keywords(model, audio, hop=form.hop, threshold=form.threshold, keywords=wanted,
                                          deadline=deadline, max_rows=call.settings.max_batch_size))
     if open_keywords:
-        jobs.append(call.engine.open_keywords(recognizer, audio, open_keywords.values(), deadline=deadline))
+        jobs.append(call.engine.open_keywords(recognizer, audio, open_keywords, deadline=deadline))
     results = await asyncio.gather(*jobs)
     call.observe("/keywords", audio)
     found: list[Detection] = list(results[-1]) if open_keywords else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal as signals
 import time
@@ -252,3 +253,47 @@ def test_close_drains_queued_work_then_stops_the_workers(tiny_models):
         assert not pool.ready
 
     run(main())
+
+
+def test_a_live_recognizer_session_returns_each_steps_final_keyword_detections():
+    """Open keywords on a live session of the shipped recognizer (the tiny one spells no word boundaries), over
+    the spoken sample: each step returns the detections that became final with it (none held back for the end,
+    none twice), finish the rest; together they are the whole clip's. A long upload's session returns them all at
+    finish; a flush (segment) decides what is pending and the search goes on, on the stream's clock."""
+    from service_testkit import SPEECH_SAMPLE
+
+    from app.audio.decode import decode
+    from model_zoo.pipelines.open_keywords import LOOKAHEAD_SECONDS
+
+    runner = make_runner(model_zoo.load("asr"), torch.device("cpu"))
+    speech = decode(SPEECH_SAMPLE.read_bytes()).samples.numpy()
+    clip = np.concatenate([speech, speech])
+    words = [w.text for w in runner.forward([(speech[None], {})])[0].words if len(w.text) >= 3]
+    keywords = [{"keyword": word, "threshold": 0.0, "boost": 0.0} for word in words]
+    whole = runner.forward([(clip[None], {"open_keywords": keywords})])[0]
+    assert len(whole) >= 2, "the recognizer's own words are found in its output"
+    chunk, frame = 3840, runner.model.frame_seconds
+
+    def key(found):
+        return [(d.keyword, d.start, d.end, round(d.score, 3)) for d in found]
+
+    live = runner.open({"live": True, "open_keywords": keywords})
+    steps = [runner.step([live], [clip[start:start + chunk]])[0] for start in range(0, len(clip), chunk)]
+    rest = runner.finish(live)
+    assert key(sorted([d for step in steps for d in step] + rest, key=lambda d: (d.start, d.end, d.keyword))) == \
+        key(whole)
+    # Each comes out in the step that reaches LOOKAHEAD_SECONDS (in frames) past its end, never before: only those
+    # ending within that of the end of the audio are left for finish.
+    lookahead, frames = math.ceil(LOOKAHEAD_SECONDS / frame - 1e-9), live.search.frames
+    assert key(rest) == key([d for d in whole if round(d.end / frame) + lookahead > frames]) and len(rest) < len(whole)
+    for i, step in enumerate(steps):
+        assert all(d.end + LOOKAHEAD_SECONDS <= (i + 1) * chunk / 16000 + frame for d in step)
+    upload = runner.open({"open_keywords": keywords})
+    assert all(runner.step([upload], [clip[start:start + chunk]])[0] is None for start in range(0, len(clip), chunk))
+    assert key(runner.finish(upload)) == key(whole)
+    flushed = runner.open({"live": True, "open_keywords": keywords, "offset": 10.0})
+    first = runner.step([flushed], [speech])[0] + runner.segment(flushed)
+    second = runner.step([flushed], [speech])[0] + runner.finish(flushed)
+    middle = 10.0 + len(speech) / 16000
+    assert first and all(10.0 <= d.start < d.end <= middle + frame for d in first)
+    assert second and all(middle - frame <= d.start < d.end <= middle + len(speech) / 16000 + frame for d in second)

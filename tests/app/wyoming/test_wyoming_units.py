@@ -151,3 +151,34 @@ def test_a_transcription_holds_no_more_bytes_than_an_upload_may():
     with pytest.raises(Problem) as refused:
         connection._take(audio, fmt, bytes(600_000))  # 1.2 MB in all
     assert refused.value.code == "payload_too_large" and "1 MB" in refused.value.text
+
+
+def test_detect_names_are_split_between_the_classifier_and_the_recognizer_as_post_keywords_does():
+    """On a stand-in engine (the rule needs only the cards): the keyword model's words are its own, any other the
+    recognizer can spell is searched for (with its marks); with no recognizer served, it is an unknown wake word."""
+    from types import SimpleNamespace
+
+    from wyoming.wake import Detect
+
+    from app.wyoming.connection import WyomingConnection
+    from app.wyoming.framing import Problem
+    from model_zoo.pipelines.open_keywords import OpenKeyword
+    from model_zoo.vocab import ASR_VOCAB
+
+    kws = SimpleNamespace(task="kws", labels=("yes", "no", "_unknown_", "_silence_"))
+    both = WyomingConnection(None, None, SimpleNamespace(cards={"kws": kws, "asr": SimpleNamespace(
+        task="asr", vocab=ASR_VOCAB)}), Settings())
+    asyncio.run(both.handle(Detect(names=["yes", "Hey  Computer #0.4"]).event()))
+    keywords = both.request.keywords
+    assert keywords.watched == ["yes"] and keywords.open == (OpenKeyword("hey computer", 0.4),)
+    assert keywords.recognizer == "asr"
+    asyncio.run(both.handle(Detect().event()))
+    assert both.request.keywords is None  # every word of the keyword model
+    for names, words in ((["r2-d2"], "cannot spell"), (["yes #0.4"], "its own words use threshold")):
+        with pytest.raises(Problem) as refused:
+            asyncio.run(both.handle(Detect(names=names).event()))
+        assert refused.value.code == "unknown_wake_word" and words in refused.value.text
+    alone = WyomingConnection(None, None, SimpleNamespace(cards={"kws": kws}), Settings())
+    with pytest.raises(Problem) as refused:
+        asyncio.run(alone.handle(Detect(names=["alexa"]).event()))
+    assert refused.value.code == "unknown_wake_word" and "unknown keywords ['alexa']" in refused.value.text
