@@ -299,7 +299,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def started_cluster(tmp_path_factory):
     if NGINX is None:
         pytest.skip("nginx is not installed (scripts/setup test installs Debian's nginx-light)")
     directory = tmp_path_factory.mktemp("replicas")
@@ -319,6 +319,24 @@ def cluster(tmp_path_factory):
             nginx.stop()
         for replica in replicas:
             replica.stop()
+
+
+@pytest.fixture
+def cluster(started_cluster):
+    """The cluster with both replicas up and in nginx's rotation. Some tests kill or restart a replica, and the
+    tests run in any order, so each starts from here: a dead replica is started again and uploads go through nginx
+    until it has answered one (nginx may have marked it failed for fail_timeout)."""
+    for replica in started_cluster.replicas:
+        if replica.process.poll() is None:
+            continue
+        replica.start()
+        replica.wait_ready()
+        end = time.monotonic() + 60
+        with httpx.Client(base_url=started_cluster.nginx.base, timeout=HTTP_TIMEOUT) as client:
+            while replica.requests(status="200") < 1:
+                assert time.monotonic() < end, f"nginx sent the restarted replica {replica.name} nothing in 60 s"
+                client.post("/transcribe", files={"file": ("a.wav", SHORT_CLIP)})
+    return started_cluster
 
 
 # ---- load: uploads and streams ------------------------------------------------------------------------------------
