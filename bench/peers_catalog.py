@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = ROOT / "bench" / "results" / "peers.json"
 SAMPLE_RATE = 16_000
 OURS = "centaurus"
-OURS_LM = "centaurus-lm"  # ASR: beam search with the checkpoint's word bigram (what the service's beam_search uses)
+OURS_LM = "centaurus-lm"  # ASR: the beam search the checkpoint's card names (what the service's beam_search uses)
 OUR_SYSTEMS = (OURS, OURS_LM)
 NOISY = "noisy input"
 TASKS = ("denoise", "asr", "kws")
@@ -56,7 +56,7 @@ PEERS: tuple[Peer, ...] = (
 )
 # The runner itself needs these; pinned to the project's versions so pip resolves the same wheels.
 PEERS_BASE_REQUIREMENTS = ("numpy==2.4.6", "scipy==1.17.1")
-LABELS = {OURS: "Centaurus (ours)", OURS_LM: "Centaurus + word bigram (ours)", NOISY: "noisy input", **{p.name: p.label for p in PEERS}}
+LABELS = {OURS: "Centaurus (ours)", OURS_LM: "Centaurus, beam search (ours)", NOISY: "noisy input", **{p.name: p.label for p in PEERS}}
 
 
 @dataclass

@@ -121,7 +121,7 @@ def test_asr_scoring_normalises_hypotheses():
     result["verdict"], result["verdict_lm"] = peers.verdict("asr", result), peers.verdict("asr", result, peers.OURS_LM)
     assert result["verdict"]["wer"]["best_peer"] == "pocketsphinx-asr"
     lines = peers.verdict_lines({"tasks": {"asr": result}, "skipped": {}})
-    assert lines[1] == ("- asr (Centaurus + word bigram (ours)): behind on RTF: ours 1.0000, "
+    assert lines[1] == ("- asr (Centaurus, beam search (ours)): behind on RTF: ours 1.0000, "
                         "pocketsphinx en-us LM 0.5000")
 
 
