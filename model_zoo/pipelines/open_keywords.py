@@ -63,6 +63,9 @@ A detection is :class:`model_zoo.pipelines.kws.Detection` (keyword, start and en
 classifier's: a path over frames ``s..e`` starts at ``s * frame_seconds`` and ends at ``(e + 1) * frame_seconds``
 (the word times of :mod:`model_zoo.nets.ctc`). ``bench/open_keywords.py`` measures recall and false alarms per hour
 on held-out real speech (``bench/README.md``).
+
+One module of about 470 lines, half of it this explanation, on purpose: the graph, the score, the occurrence
+rule, the word boundaries and the final decisions are one search, and each rule only makes sense beside the others.
 """
 
 from __future__ import annotations
