@@ -92,23 +92,20 @@ class Engine:
         pool jobs: each runs batched with other requests to its model, or chunk by chunk when the clip is long.
         """
         if denoise_model is not None:
-            rate = self.rate(denoise_model)
-            noisy = await self._at_rate(audio, rate)
-            clean = await self._run(denoise_model, noisy, {}, deadline)
-            audio = Audio(torch.from_numpy(for_recognizer(noisy, clean)), rate, 1)
+            noisy, clean = await self._denoised(denoise_model, audio, deadline)
+            audio = Audio(torch.from_numpy(for_recognizer(noisy, clean)), self.rate(denoise_model), 1)
         wave = await self._at_rate(audio, self.rate(model))
         return await self._run(model, wave, {"beam_search": beam_search}, deadline)
 
-    async def _denoised(self, model: str, audio: Audio, deadline: float) -> Audio:
-        """The enhanced audio at the denoiser's rate, as many samples as ``audio`` has at that rate."""
-        rate = self.rate(model)
-        clean = await self._run(model, await self._at_rate(audio, rate), {}, deadline)
-        return Audio(torch.from_numpy(np.ascontiguousarray(clean)), rate, 1)
+    async def _denoised(self, model: str, audio: Audio, deadline: float) -> tuple[np.ndarray, np.ndarray]:
+        """``audio`` at the denoiser's rate and its enhanced version, of as many samples."""
+        noisy = await self._at_rate(audio, self.rate(model))
+        return noisy, np.ascontiguousarray(await self._run(model, noisy, {}, deadline))
 
     async def denoise(self, model: str, audio: Audio, *, deadline: float) -> torch.Tensor:
         """Enhanced mono audio at the input's own rate and of exactly its length."""
-        clean = await self._denoised(model, audio, deadline)
-        out = await asyncio.to_thread(resample, clean.samples, clean.sample_rate, audio.sample_rate)
+        _, clean = await self._denoised(model, audio, deadline)
+        out = await asyncio.to_thread(resample, torch.from_numpy(clean), self.rate(model), audio.sample_rate)
         return fit_length(out, audio.samples.shape[-1])
 
     async def keywords(self, model: str, audio: Audio, *, hop: float, threshold: float,
