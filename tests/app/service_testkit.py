@@ -192,3 +192,8 @@ def record_model_calls(client, monkeypatch) -> list[tuple[str, dict]]:
     monkeypatch.setattr(pool, "forward", recorded_forward)
     monkeypatch.setattr(pool, "open_session", recorded_open_session)
     return calls
+
+
+def upload(data: bytes, name: str = "clip.wav") -> dict:
+    """The ``files`` of a multipart upload of ``data``, as a client that does not name a content type sends it."""
+    return {"file": (name, data, "application/octet-stream")}

@@ -6,14 +6,11 @@ import re
 
 import numpy as np
 import pytest
-from service_testkit import FORMATS, SPEECH_SAMPLE, encoded, record_model_calls, signal, wav_bytes
+from service_testkit import FORMATS, SPEECH_SAMPLE, encoded, record_model_calls, signal, upload, wav_bytes
 
 from app.audio.decode import decode
 from model_zoo.pipelines.denoise import for_recognizer
 
-
-def upload(data: bytes, name: str = "clip.wav") -> dict:
-    return {"file": (name, data, "application/octet-stream")}
 
 
 def test_health_and_docs(client):

@@ -10,15 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service_testkit import SPEECH_SAMPLE, record_model_calls, settings_for, signal, wait_ready, wav_bytes
+from service_testkit import SPEECH_SAMPLE, record_model_calls, settings_for, signal, upload, wait_ready, wav_bytes
 
 from app.audio.decode import decode
 from app.main import create_app
 from model_zoo.pipelines.open_keywords import DEFAULT_THRESHOLD, MAX_KEYWORD_CHARS, MAX_KEYWORDS
 
-
-def upload(data: bytes, name: str = "clip.wav") -> dict:
-    return {"file": (name, data, "application/octet-stream")}
 
 
 def distinct_words(count: int) -> list[str]:

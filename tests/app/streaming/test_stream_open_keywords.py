@@ -15,7 +15,8 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service_testkit import SPEECH_SAMPLE, settings_for, signal, start_server, stop_server, wait_ready, wav_bytes
+from service_testkit import (SPEECH_SAMPLE, settings_for, signal, start_server, stop_server, upload, wait_ready,
+                             wav_bytes)
 from stream_testkit import random_frames, receive_until_close, start_message, stream_clip
 from websockets.sync.client import connect
 
@@ -23,9 +24,6 @@ from app.audio.decode import decode
 from app.main import create_app
 from model_zoo.pipelines.open_keywords import LOOKAHEAD_SECONDS, MAX_KEYWORD_CHARS, MAX_KEYWORDS
 
-
-def upload(data: bytes) -> dict:
-    return {"file": ("clip.wav", data, "application/octet-stream")}
 
 
 def greedy_words(client, data: bytes) -> list[dict]:
