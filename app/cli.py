@@ -42,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Graceful shutdown: uvicorn lets open requests finish, then the lifespan drains the pool.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=int(settings.request_timeout_seconds),
+                ws_per_message_deflate=settings.stream_compression,
                 ws_ping_interval=settings.stream_ping_interval_seconds,
                 ws_ping_timeout=settings.stream_ping_timeout_seconds)
     return 0

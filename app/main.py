@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         PoolConfig(
             models=models, devices=plan_devices(settings.device), workers_per_device=settings.workers_per_device,
             mode=settings.worker_mode, max_batch_size=settings.max_batch_size,
+            stream_batch_size=settings.stream_batch_size,
             max_batch_wait=settings.max_batch_wait_ms / 1000, busy_batch_wait=settings.busy_batch_wait_ms / 1000,
             queue_limit=settings.queue_limit,
             retry_after_seconds=settings.retry_after_seconds, torch_threads=settings.torch_threads,

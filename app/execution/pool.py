@@ -9,9 +9,10 @@ Shape of the thing::
 * Every worker loads every served model once; ``workers_per_device`` workers per device; every visible GPU
   gets its share, else the CPU.
 * A dispatcher per worker takes the oldest waiting request whenever its worker is free and sends it, together
-  with what queued meanwhile, as one job of up to ``max_batch_size`` rows. When every worker is idle it sends at
-  once: a lone request never waits for company. While another worker is running a job (requests are flowing),
-  the head waits up to ``busy_batch_wait_ms`` for company first, so that batches stay large under load.
+  with what queued meanwhile, as one job of up to ``max_batch_size`` rows (``stream_batch_size`` stream steps).
+  When every worker is idle it sends at once: a lone request never waits for company. While another worker is
+  running a job (requests are flowing), the head waits up to ``busy_batch_wait_ms`` for company first, so that
+  batches stay large under load; a stream's step never waits (see ``_next_batch``).
   ``max_batch_wait_ms`` (0 by default) makes every head wait, idle pool or not. Measured on the 2-core CPU
   (``/keywords``, 1 s clips): a fixed 10 ms wait cost one client at a time half its throughput; sending at once
   even under load cost ~15% more worker CPU per request at 32 clients (smaller batches).
@@ -71,6 +72,7 @@ class PoolConfig:
     workers_per_device: int = 0  # 0: one per core on the CPU, one per GPU
     mode: str = "process"
     max_batch_size: int = 8
+    stream_batch_size: int = 64  # session calls (a stream's step) per job
     max_batch_wait: float = 0.0  # every batch's head waits this long for company
     busy_batch_wait: float = 0.010  # ... or this long while another worker runs a job; idle pool: no wait
     queue_limit: int = 64
@@ -291,16 +293,20 @@ class Pool:
                     for key, q in queues.items():
                         drop_stale(q, now)
                         if q:
-                            heads.append((q[0].enqueued, key, q))
+                            heads.append((q[0].enqueued, key, q, queues is slot.queues))
                 if not heads:
                     if self._closing:
                         return None
                     await self._cond.wait()
                     continue
-                _, key, q = min(heads, key=lambda h: h[0])
+                _, key, q, pinned = min(heads, key=lambda h: h[0])
                 rows = sum(c.rows for c in q)
-                # No wait when every worker is idle (nothing else is running, so no company is on its way).
-                linger = max(self.config.max_batch_wait, self.config.busy_batch_wait if self._busy else 0.0)
+                # No wait when every worker is idle (nothing else is running, so no company is on its way), nor
+                # for a stream's call: its audio comes at real time, so waiting only adds latency, and its
+                # worker's other streams queue their steps while it computes anyway (they share the next call).
+                # With the 10 ms wait, 64 denoise streams on two workers fell seconds behind (bench/streams.py).
+                busy_wait = self.config.busy_batch_wait if self._busy and not pinned else 0.0
+                linger = max(self.config.max_batch_wait, busy_wait)
                 wait = q[0].enqueued + linger - now
                 if wait > 0 and rows < self.config.max_batch_size and not self._closing:
                     try:
@@ -308,4 +314,4 @@ class Pool:
                     except TimeoutError:
                         pass
                     continue
-                return key, take_batch(q, self.config.max_batch_size)
+                return key, take_batch(q, self.config.stream_batch_size if pinned else self.config.max_batch_size)

@@ -155,6 +155,12 @@ class AsrRunner(Runner):
         super().__init__(model, device)
         self.recognizer = Recognizer(model)
 
+    def warmup(self) -> None:
+        """Builds the beam search too: reading the general-English ARPA file takes about 2 s, which the first
+        final of the first stream paid for (``bench/streams.py`` measured a 1.9 s p99 with one stream)."""
+        super().warmup()
+        self.forward([(np.zeros((1, self.card.sample_rate), np.float32), {"beam_search": True})])
+
     def decode(self, logits: torch.Tensor, options: dict) -> Transcript | list[Detection]:
         """``logits (vocab, frames)``; options: ``beam_search``, ``offset`` (seconds added to word times), or
         ``open_keywords`` for a keyword search instead of a transcript."""

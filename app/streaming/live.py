@@ -39,6 +39,9 @@ def step_samples(quantum: int, rate: int, step_ms: float) -> int:
     return -(-wanted // quantum) * quantum
 
 
+CATCH_UP_STEPS = 4  # at most this many steps of a backlog in one call (4 chunk lengths at most share a worker)
+
+
 class LiveStream:
     """One client's audio path into its resident session; ``deliver(result)`` gets each step's result in order."""
 
@@ -54,6 +57,7 @@ class LiveStream:
         self.received = 0  # client-rate samples received
         self.processing = 0.0  # seconds spent in session calls (queueing included)
         self.failure: BaseException | None = None
+        self.catch_up_steps = CATCH_UP_STEPS  # 1: always exactly one step (endpointing needs it; see Utterances)
         self._draining = False
         self._busy = False
         self._cond = asyncio.Condition()
@@ -97,9 +101,11 @@ class LiveStream:
         if realign and self.buffered >= realign:
             return realign  # after a flush of a partial quantum: back in phase with the other sessions
         if self.buffered >= self.step:
-            # Always exactly ``step``, even with a backlog: equal chunk lengths are what lets the worker put the
-            # steps of many streams into one network call (a backlog just queues more calls, which batch too).
-            return self.step
+            # Whole steps: equal chunk lengths are what lets the worker put the steps of many streams into one
+            # network call. A backlog goes up to CATCH_UP_STEPS steps at a time: a stream has one call in flight,
+            # so at one step per call, a stream whose call once took longer than a step would never catch up
+            # (bench/streams.py: 64 denoise streams drifted seconds behind with the workers a third busy).
+            return self.step * min(self.buffered // self.step, self.catch_up_steps)
         return self.buffered if self._draining else 0
 
     def _take(self, size: int) -> np.ndarray:

@@ -103,7 +103,7 @@ class TranscribeProtocol(TaskProtocol):
         self.rules = EndpointRules(silence_without_speech=start.endpoint_silence_without_speech,
                                    silence_after_speech=start.endpoint_silence_after_speech,
                                    max_utterance=start.endpoint_max_utterance)
-        self._utterances: Utterances | None = None
+        self.utterances: Utterances | None = None  # once the stream is open (on_open)
 
     def pool_options(self) -> dict:
         # Partials are computed by the worker only if wanted at the start (session.update can mute them); every
@@ -111,11 +111,9 @@ class TranscribeProtocol(TaskProtocol):
         return {"live": True, "interim_results": self.start.interim_results, "beam_search": self.start.beam_search,
                 "blank_probs": True}
 
-    @property
-    def utterances(self) -> Utterances:
-        if self._utterances is None:  # once the stream is open
-            self._utterances = Utterances(self.stream, self.reopen, self._rules(), self.stream.quantum / self.rate)
-        return self._utterances
+    async def on_open(self) -> None:
+        # Before any audio: with endpointing on, the stream steps one step at a time (Utterances.set_rules).
+        self.utterances = Utterances(self.stream, self.reopen, self._rules(), self.stream.quantum / self.rate)
 
     def _rules(self) -> EndpointRules | None:
         return self.rules if self.endpointing and self.reopen is not None else None

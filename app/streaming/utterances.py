@@ -24,7 +24,7 @@ from model_zoo.nets.ctc import Transcript
 from model_zoo.pipelines.endpoint import Endpoint, EndpointDetector, EndpointRules
 
 from ..execution.sessions import SessionHandle
-from .live import LiveStream
+from .live import CATCH_UP_STEPS, LiveStream
 
 __all__ = ["Utterances", "shifted", "step_parts"]
 
@@ -62,7 +62,7 @@ class Utterances:
         self.stream, self.reopen = stream, reopen
         self.frame_seconds = frame_seconds
         self.detector = EndpointDetector(rules or EndpointRules(), frame_seconds)
-        self.endpointing = rules is not None
+        self.set_rules(rules)
         self.session_start = 0  # where the current recognizer session began (word times are relative to it)
         self.start = 0  # where the current utterance began
 
@@ -75,6 +75,10 @@ class Utterances:
         self.endpointing = rules is not None
         if rules is not None:
             self.detector.rules = rules
+        # A cut falls after the step whose frames ended the utterance, so a stream catching up several steps in
+        # one call would move it: with endpointing on, the stream steps one step at a time, and where utterances
+        # end does not depend on the server's load.
+        self.stream.catch_up_steps = 1 if self.endpointing else CATCH_UP_STEPS
 
     @property
     def speech_start(self) -> float | None:

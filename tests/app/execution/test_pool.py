@@ -297,3 +297,56 @@ def test_a_live_recognizer_session_returns_each_steps_final_keyword_detections()
     middle = 10.0 + len(speech) / 16000
     assert first and all(10.0 <= d.start < d.end <= middle + frame for d in first)
     assert second and all(middle - frame <= d.start < d.end <= middle + len(speech) / 16000 + frame for d in second)
+
+
+def test_a_recognizer_worker_builds_its_beam_search_while_warming_up(tiny_models):
+    """Reading the language model is lazy; a warmed-up worker has done it, so the first final does not wait."""
+    cold = Worker(WorkerSpec(models={"asr": tiny_models["asr"]}, warmup=False))
+    cold.load()
+    assert cold.runners["asr"].recognizer._beam is None
+    warm = Worker(WorkerSpec(models={"asr": tiny_models["asr"]}))
+    warm.load()
+    assert warm.runners["asr"].recognizer._beam is not None
+
+
+def test_a_streams_step_never_waits_for_company_and_steps_batch_past_max_batch_size(tiny_models):
+    """A request waits for company while another worker is busy; a stream's step goes at once (its audio comes at
+    real time, waiting only adds latency). Steps queued together share one call up to stream_batch_size, however
+    small max_batch_size is."""
+    async def main():
+        pool, batches = await started(tiny_models, workers_per_device=2, max_batch_wait=0, busy_batch_wait=3600,
+                                      max_batch_size=2, stream_batch_size=16)
+        chunk = np.random.default_rng(3).standard_normal(2560).astype(np.float32) * 0.1
+        sessions = [await pool.open_session("denoise", {}, deadline()) for _ in range(10)]
+        one_per_worker = [sessions[0], next(s for s in sessions if s.slot is not sessions[0].slot)]
+        pids = [w["pid"] for w in pool.workers()]
+        for pid in pids:
+            os.kill(pid, signals.SIGSTOP)  # frozen: every job sent stays in flight until SIGCONT
+        batches.clear()
+        try:
+            clip = np.random.default_rng(4).standard_normal((1, 16000)).astype(np.float32) * 0.1
+            busy = asyncio.create_task(pool.forward("kws", clip, {}, deadline(120)))  # one worker runs a job
+            for _ in range(50):
+                if batches:
+                    break
+                await asyncio.sleep(0)
+            assert batches == [("kws", "forward", 1)]
+            first = [asyncio.create_task(s.step(chunk, deadline(120))) for s in one_per_worker]
+            for _ in range(100):
+                if len(batches) > 1:
+                    break
+                await asyncio.sleep(0)
+            # The free worker's step went at once, though busy_batch_wait is an hour; the busy one's waits for it.
+            assert batches == [("kws", "forward", 1), ("denoise", "step", 1)]
+        finally:
+            for pid in pids:
+                os.kill(pid, signals.SIGCONT)
+        try:
+            await asyncio.gather(busy, *first)
+            batches.clear()
+            await asyncio.gather(*(s.step(chunk, deadline()) for s in sessions))
+            assert sorted(batches) == [("denoise", "step", 5)] * 2  # each worker's five in one call, not 2 + 2 + 1
+        finally:
+            await pool.close()
+
+    run(main())

@@ -15,6 +15,7 @@ from websockets.sync.client import connect
 
 from app.audio.decode import decode
 from app.settings import Settings
+from app.streaming.live import CATCH_UP_STEPS
 
 RATE = 16000
 
@@ -55,9 +56,26 @@ def progress(messages: list[dict]) -> list[int]:
     return [m["samples"] for m in messages if m["type"] == "input.progress"]
 
 
-def steps_of(length: int, step: int) -> list[int]:
-    """``input.progress`` of a session stepping ``step`` samples at a time: one per whole step, then the rest."""
-    return [step * k for k in range(1, length // step + 1)] + ([length] if length % step else [])
+def steps_of(length: int, step: int, catch_up: int) -> list[int]:
+    """``input.progress`` of a session given ``length`` samples at once: whole steps, up to ``catch_up`` of them
+    per model call, then the rest at the end."""
+    done, calls = 0, []
+    while length - done >= step:
+        done += step * min((length - done) // step, catch_up)
+        calls.append(done)
+    return calls + ([length] if done < length else [])
+
+
+def assert_audio_follows_calls(binary: list[np.ndarray], calls: list[int], step: int, length: int) -> None:
+    """Each whole-step call's denoised audio is one binary message; the rest comes with the end."""
+    whole = [int(d) for d in np.diff([0] + calls) if d % step == 0]
+    assert [len(b) for b in binary[:len(whole)]] == whole
+    assert sum(len(b) for b in binary) == length
+
+
+# The clip arrives at once, so it is a backlog: stepped CATCH_UP_STEPS steps per call, except by a transcript
+# stream with endpointing on (the default), whose utterances must end where they would at real-time pace.
+CATCH_UP = {"denoise": CATCH_UP_STEPS, "transcribe": 1, "keywords": CATCH_UP_STEPS}
 
 
 @pytest.mark.parametrize("task", ["denoise", "transcribe", "keywords"])
@@ -67,18 +85,19 @@ def test_a_session_steps_by_the_step_it_asks_for(server, task):
     step = started["step_samples"]
     assert started["step_ms"] == pytest.approx(1000 * step / RATE, abs=1e-3)
     assert 20 <= started["step_ms"] <= 32  # 20 ms rounded up to the model's frame (the tiny denoiser's: 16 ms)
-    # One model step per step_ms of audio, then the rest at the end, each followed by input.progress.
-    assert progress(messages) == steps_of(len(clip), step)
-    if task == "denoise":  # the denoised audio of each step arrives as it is stepped: step samples per frame
-        assert [len(b) for b in binary[:len(clip) // step]] == [step] * (len(clip) // step)
+    # Whole steps of step_ms of audio, then the rest at the end, each call followed by input.progress.
+    calls = progress(messages)
+    assert calls == steps_of(len(clip), step, CATCH_UP[task])
+    if task == "denoise":  # the denoised audio of each call arrives as it is stepped
+        assert_audio_follows_calls(binary, calls, step, len(clip))
     # Without step_ms: the server's default of 80 ms, so a few times fewer steps and messages.
     default_started, default_binary, default_messages = session(server, task, [clip], progress=True)
     default = default_started["step_samples"]
     assert default >= 1280 and default_started["step_ms"] >= 80
-    assert progress(default_messages) == steps_of(len(clip), default)
-    assert len(progress(messages)) >= 2 * len(progress(default_messages))
+    assert progress(default_messages) == steps_of(len(clip), default, CATCH_UP[task])
+    assert default >= 2 * step
     if task == "denoise":
-        assert len(binary) >= 2 * len(default_binary)
+        assert_audio_follows_calls(default_binary, progress(default_messages), default, len(clip))
 
 
 def test_without_progress_no_input_progress_is_sent(server):
@@ -145,3 +164,10 @@ def test_the_final_transcript_equals_the_upload_whatever_the_step(server, step_m
     assert len(finals) == 1 and offline["text"] and finals[0]["text"] == offline["text"]
     assert [(w["word"], round(w["start"], 3), round(w["end"], 3)) for w in finals[0]["words"]] == \
         [(w["word"], round(w["start"], 3), round(w["end"], 3)) for w in offline["words"]]
+
+
+def test_websocket_compression_is_refused_by_default(server):
+    """The websockets client offers permessage-deflate; the server declines it (audio does not compress)."""
+    with connect(url(server, "denoise")) as ws:
+        assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
