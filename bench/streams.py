@@ -8,7 +8,8 @@ spread evenly over one frame). The latency of a frame is the time from sending i
 completes it (the denoised samples covering it; for asr and kws the ``input.progress`` message the session asks
 for, which follows the step's partial transcript or detections): ``bench/streams_session.py``. So it includes
 waiting for the step to fill (a 20 ms step of the denoiser is 24 ms: its 8 ms blocks; of the recognizer 30 ms:
-its frame), the model and queueing.
+its frame), the model and queueing. Each stream sends the same clip from a different point in it (``rotated``),
+so that their pauses, and the finals there, do not all come at once.
 
 Per cell it reports latency p50, p99 and max over every frame after the first ``--warmup`` seconds of each
 stream; the streams that fell behind (audio sent but not answered exceeded one step + one frame +
@@ -51,14 +52,23 @@ def percentile(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values, q)) * 1000, 2) if len(values) else None
 
 
+def rotated(pcm: bytes, k: int, count: int, frame_samples: int) -> bytes:
+    """Stream ``k`` of ``count`` starts ``k / count`` of the way into the clip (whole frames of 16-bit samples):
+    with one clip for all, every transcript stream would reach a pause, and cut an utterance (a beam search), at
+    the same moment, which independent callers do not."""
+    frames = len(pcm) // (2 * frame_samples)
+    at = 2 * frame_samples * (k * frames // max(1, count))
+    return pcm[at:] + pcm[:at]
+
+
 async def cell(args: argparse.Namespace, base: str, task: str, count: int, pcm: bytes, server_pid: int | None) -> dict:
     """``count`` concurrent streams of ``task`` for ``--seconds``; one row of the table."""
     frame_samples = int(round(RATE * args.frame_ms / 1000))
     frames = int(args.seconds * 1000 / args.frame_ms)
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
     url = "ws" + base[4:] if base.startswith("http") else base
-    streams = [PacedStream(task, url.rstrip("/"), headers, pcm, frames, frame_samples, args.step_ms or None,
-                           timeout=args.stream_timeout) for _ in range(count)]
+    streams = [PacedStream(task, url.rstrip("/"), headers, rotated(pcm, k, count, frame_samples), frames,
+                           frame_samples, args.step_ms or None, timeout=args.stream_timeout) for k in range(count)]
     opened = await asyncio.gather(*(s.open() for s in streams))
     running = [s for s, ok in zip(streams, opened) if ok]
     period = frame_samples / RATE
