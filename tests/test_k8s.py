@@ -515,7 +515,9 @@ def test_optional_pieces_stay_optional(rendered):
         assert all(r["apiVersion"].split("/")[0] in ("v1", "apps", "autoscaling", "policy")
                    for r in rendered[overlay]), "the plain overlays need no CRD"
     hpa = one(rendered["gpu-prometheus"], "HorizontalPodAutoscaler")
-    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource", "Pods"]
+    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource", "Pods", "Pods"]
+    assert [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"][1:]] == ["centaurus_queue_depth",
+                                                                                 "centaurus_active_streams"]
 
 
 def test_queue_depth_metrics_are_the_services(metric_names):
