@@ -99,8 +99,15 @@ class Utterances:
         self.detector.reset()
 
     async def _finish_and_reopen(self) -> tuple[Transcript, SessionHandle]:
-        transcript = await self.stream.call(self.stream.session.finish)
-        return transcript, await self.reopen()
+        # Both at once: the fresh session does not need the old one's final, and the stream's pump waits for both.
+        transcript, session = await asyncio.gather(self.stream.call(self.stream.session.finish), self.reopen(),
+                                                   return_exceptions=True)
+        if isinstance(session, BaseException):
+            raise session
+        if isinstance(transcript, BaseException):
+            asyncio.ensure_future(session.close())  # opened for an utterance that will not come
+            raise transcript
+        return transcript, session
 
     async def cut(self) -> Transcript:
         """End the utterance here, after everything stepped so far: its final transcript (``POST /transcribe`` of
