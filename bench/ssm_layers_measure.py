@@ -19,7 +19,7 @@ from model_zoo.ssm.fftconv import fft_length
 from ssm_layers_setup import (BATCH, CHANNELS, CHUNK, LENGTH, SAMPLE_RATE, make_input, make_layer, run_step, summary,
                               timed)
 
-__all__ = ["machine_rates", "probe_memory", "probe_compile", "in_subprocess", "measure_eager", "measure_plans",
+__all__ = ["machine_rates", "probe_memory", "peak_memory", "probe_compile", "in_subprocess", "measure_eager", "measure_plans",
            "floor_ms", "measure_streaming"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,12 @@ def _status_kb(field: str) -> int:
 def probe_memory(mode: str, kind: str) -> dict:
     """Peak resident-set growth (MB) of one call, in this (fresh) process."""
     keep_freed_memory()
-    layer, x = make_layer(mode), make_input(mode)
+    return peak_memory(make_layer(mode), make_input(mode), kind)
+
+
+def peak_memory(layer: torch.nn.Module, x: torch.Tensor, kind: str) -> dict:
+    """Peak resident-set growth (MB) of one ``run_step(layer, x, kind)`` over the resident set before it. Any
+    layer: the same-run comparison with the reference implementation measures its layer this way too."""
     base = _status_kb("VmRSS")
     try:  # reset the high-water mark to the current resident set (Linux >= 4.0)
         Path("/proc/self/clear_refs").write_text("5")
