@@ -17,9 +17,13 @@ FALLBACK_CORPUS_SIZES = {"denoise": "1,1,40", "asr": "1,1,60", "kws": "1,1,8"}
 
 
 def corpus_root(task: str, preferred: Path, fallback: Path, log: Callable[[str], None]) -> Path:
-    """``preferred/task`` when it holds a built corpus, else a small one built into ``fallback/task``."""
-    if (preferred / task / "corpus.json").is_file():
-        return preferred / task
+    """The corpus the shipped recipe of ``task`` trains on (``preferred/asr`` for denoise: it trains on the
+    recognizer's sentences), when built, else a small one built into ``fallback/task``."""
+    from training.recipes import SHIPPED, get_recipe
+
+    folder = Path(get_recipe(SHIPPED[task]).data_root).name
+    if (preferred / folder / "corpus.json").is_file():
+        return preferred / folder
     target = fallback / task
     if not (target / "corpus.json").is_file():
         from training.corpus import build_corpus

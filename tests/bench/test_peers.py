@@ -234,3 +234,15 @@ def test_kws_on_a_set_without_noise_clips_scores_keyword_accuracy_and_leaves_the
     result["verdict"] = peers.verdict("kws", result)
     assert "false_alarms_noise" not in result["verdict"] and result["verdict"]["false_alarms_unknown"]["standing"] == "ahead"
     assert "(2 keywords, 2 unknown words, 0 silence/noise)" in peers.kws_table(result)
+
+
+def test_each_task_is_compared_on_the_corpus_its_shipped_recipe_trains_on(tmp_path):
+    """The denoiser trains on the recognizer's corpus, so its held-out clips come from there, not from a
+    denoise corpus left over from an older recipe."""
+    from peers_data import corpus_root
+
+    for folder in ("asr", "denoise", "kws"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "corpus.json").write_text("{}")
+    assert corpus_root("denoise", tmp_path, tmp_path / "fallback", print) == tmp_path / "asr"
+    assert corpus_root("kws", tmp_path, tmp_path / "fallback", print) == tmp_path / "kws"
