@@ -205,12 +205,15 @@ def assert_a_good_turn(server) -> None:
 
 
 def test_oversized_messages_and_a_large_append(server):
-    """A frame over the websocket limit (16 MiB) is closed with 1009; a large append (OpenAI allows 15 MiB) is
-    taken a piece at a time and transcribed; a message nested too deep for the JSON parser is invalid_json."""
+    """A frame over the websocket limit (16 MiB) ends the connection at once; a large append (OpenAI allows 15 MiB)
+    is taken a piece at a time and transcribed; a message nested too deep for the JSON parser is invalid_json."""
     big = base64.b64encode(np.zeros(6 * 1024 * 1024, "<i2").tobytes()).decode()  # 16.8 MB of base64
     events, code = play(server, [("text", json.dumps({"type": "input_audio_buffer.append", "audio": big}))],
                         "sentinel", beta=False)
-    assert code == 1009, (code, events[-2:])
+    # The server closes with 1009 as soon as the frame passes the limit. The client is still writing the rest of
+    # it then (the server declines compression, so all 16.8 MB go over the wire), and when the server's socket
+    # closes with that rest unread, the kernel resets the connection: the client may see 1006 instead of the 1009.
+    assert code in (1009, 1006), (code, events[-2:])
     for event in events:
         assert_openai_event(event)
     large = base64.b64encode(pcm(12.0)).decode()  # 768 KB of audio, 1 MB of base64
