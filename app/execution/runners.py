@@ -134,9 +134,11 @@ class Runner:
     def finish(self, session: WorkerSession) -> Any:
         raise NotImplementedError
 
+    warmup_options: dict[str, Any] = {}  # what the warm-up call asks for, so that it reaches every lazy piece
+
     def warmup(self) -> None:
         """One call on a second of silence, so the first request does not pay for lazy initialisation."""
-        self.forward([(np.zeros((1, self.card.sample_rate), np.float32), {})])
+        self.forward([(np.zeros((1, self.card.sample_rate), np.float32), self.warmup_options)])
 
 
 class AsrRunner(Runner):
@@ -155,11 +157,9 @@ class AsrRunner(Runner):
         super().__init__(model, device)
         self.recognizer = Recognizer(model)
 
-    def warmup(self) -> None:
-        """Builds the beam search too: reading the general-English ARPA file takes about 2 s, which the first
-        final of the first stream paid for (``bench/streams.py`` measured a 1.9 s p99 with one stream)."""
-        super().warmup()
-        self.forward([(np.zeros((1, self.card.sample_rate), np.float32), {"beam_search": True})])
+    # The warm-up builds the beam search too: reading the general-English ARPA file takes about 2 s, which the
+    # first final of the first stream paid for (bench/streams.py measured a 1.9 s p99 with one stream).
+    warmup_options = {"beam_search": True}
 
     def decode(self, logits: torch.Tensor, options: dict) -> Transcript | list[Detection]:
         """``logits (vocab, frames)``; options: ``beam_search``, ``offset`` (seconds added to word times), or
