@@ -301,6 +301,7 @@ class Pool:
                     continue
                 _, key, q, pinned = min(heads, key=lambda h: h[0])
                 rows = sum(c.rows for c in q)
+                limit = self.config.stream_batch_size if pinned else self.config.max_batch_size
                 # No wait when every worker is idle (nothing else is running, so no company is on its way), nor
                 # for a stream's call: its audio comes at real time, so waiting only adds latency, and its
                 # worker's other streams queue their steps while it computes anyway (they share the next call).
@@ -308,10 +309,10 @@ class Pool:
                 busy_wait = self.config.busy_batch_wait if self._busy and not pinned else 0.0
                 linger = max(self.config.max_batch_wait, busy_wait)
                 wait = q[0].enqueued + linger - now
-                if wait > 0 and rows < self.config.max_batch_size and not self._closing:
+                if wait > 0 and rows < limit and not self._closing:
                     try:
                         await asyncio.wait_for(self._cond.wait(), wait)
                     except TimeoutError:
                         pass
                     continue
-                return key, take_batch(q, self.config.stream_batch_size if pinned else self.config.max_batch_size)
+                return key, take_batch(q, limit)
