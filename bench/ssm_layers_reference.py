@@ -56,7 +56,7 @@ import torch
 
 from model_zoo.runtime import keep_freed_memory
 from ssm_layers_measure import in_subprocess, peak_memory
-from ssm_layers_setup import BATCH, DESCRIPTION, LAYERS, LENGTH, make_layer, run_step, summary
+from ssm_layers_setup import BATCH, DESCRIPTION, LAYERS, LENGTH, make_input, make_layer, run_step, summary
 
 __all__ = ["GOAL", "NOT_COMPARED", "load_reference", "reference_kwargs", "make_reference_layer", "interleaved",
            "compare_mode", "probe_reference_memory", "compare_with_reference", "print_reference"]
@@ -154,12 +154,6 @@ def make_reference_layer(cls: type, mode: str) -> torch.nn.Module:
     return cls(**reference_kwargs(mode)).train()
 
 
-def _input(mode: str, batch: int, length: int) -> torch.Tensor:
-    """The main table's input (``make_input``) at any batch and length."""
-    torch.manual_seed(1)
-    return torch.randn(batch, LAYERS[mode][0][0], length, requires_grad=True)
-
-
 # ---- timing ---------------------------------------------------------------------------------------------------
 def interleaved(first: Callable[[], object], second: Callable[[], object], warmup: int,
                 repeats: int) -> tuple[list[float], list[float]]:
@@ -181,7 +175,7 @@ def compare_mode(cls: type, mode: str, warmup: int, repeats: int, batch: int = B
     """Interleaved timings of our layer and the reference's for ``mode``: forward (autograd on) and
     forward+backward, with medians, the speed-up (reference / ours) and whether it reaches ``GOAL``."""
     ours, theirs = make_layer(mode).train(), make_reference_layer(cls, mode)
-    x_ours, x_theirs = _input(mode, batch, length), _input(mode, batch, length)
+    x_ours, x_theirs = make_input(mode, batch=batch, length=length), make_input(mode, batch=batch, length=length)
     with torch.no_grad():  # both must map (B, C_in, L) to the same shape, or the comparison is void
         shapes = [tuple(layer(x).shape) for layer, x in ((ours, x_ours), (theirs, x_theirs))]
     if shapes[0] != shapes[1]:
@@ -211,7 +205,7 @@ def probe_reference_memory(args: list[str]) -> dict:
     else:
         cls, _ = load_reference(path)
         layer = make_reference_layer(cls, mode)
-    return peak_memory(layer, _input(mode, int(batch), int(length)), kind)
+    return peak_memory(layer, make_input(mode, batch=int(batch), length=int(length)), kind)
 
 
 def _memory(side: str, mode: str, batch: int, length: int, path: str) -> dict:

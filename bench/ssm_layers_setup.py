@@ -58,9 +58,9 @@ def make_layer(mode: str) -> SSMLayer:
     return SSMLayer(*args, **kwargs)
 
 
-def make_input(mode: str, requires_grad: bool = True) -> torch.Tensor:
+def make_input(mode: str, requires_grad: bool = True, batch: int = BATCH, length: int = LENGTH) -> torch.Tensor:
     torch.manual_seed(1)
-    return torch.randn(BATCH, LAYERS[mode][0][0], LENGTH, requires_grad=requires_grad)
+    return torch.randn(batch, LAYERS[mode][0][0], length, requires_grad=requires_grad)
 
 
 def timed(fn, warmup: int, repeats: int) -> list[float]:
