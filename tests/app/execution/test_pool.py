@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import signal as signals
@@ -35,6 +36,27 @@ async def started(models: dict[str, str], **config) -> tuple[Pool, list]:
 
 def deadline(seconds: float = 30.0) -> float:
     return time.monotonic() + seconds
+
+
+@contextlib.contextmanager
+def frozen_workers(pool: Pool):
+    """Every worker stopped (SIGSTOP) inside the block: each job sent stays in flight until it ends."""
+    pids = [w["pid"] for w in pool.workers()]
+    for pid in pids:
+        os.kill(pid, signals.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signals.SIGCONT)
+
+
+async def until_batches(batches: list, count: int, tries: int = 50) -> None:
+    """Yields to the event loop until ``count`` batches were sent, or ``tries`` times."""
+    for _ in range(tries):
+        if len(batches) >= count:
+            return
+        await asyncio.sleep(0)
 
 
 def alive(pid: int) -> bool:
@@ -103,30 +125,17 @@ def test_while_another_worker_is_busy_a_free_worker_waits_for_company(tiny_model
     async def main():
         pool, batches = await started(tiny_models, workers_per_device=2, max_batch_wait=0, busy_batch_wait=3600,
                                       max_batch_size=4)
-        pids = [w["pid"] for w in pool.workers()]
-        for pid in pids:
-            os.kill(pid, signals.SIGSTOP)  # frozen: every job sent stays in flight until SIGCONT
-        try:
+        with frozen_workers(pool):
             clips = [np.random.default_rng(i).standard_normal((1, 16000)).astype(np.float32) * 0.1 for i in range(5)]
             calls = [asyncio.create_task(pool.forward("kws", clips[0], {}, deadline(120)))]
-            for _ in range(50):  # every worker idle: sent at once
-                if batches:
-                    break
-                await asyncio.sleep(0)
+            await until_batches(batches, 1)  # every worker idle: sent at once
             assert batches == [("kws", "forward", 1)] and pool.running_jobs == 1
             calls.append(asyncio.create_task(pool.forward("kws", clips[1], {}, deadline(120))))
-            for _ in range(50):  # the other worker is busy: the free one holds this request for company
-                await asyncio.sleep(0)
+            await until_batches(batches, 2)  # the other worker is busy: the free one holds this request for company
             assert batches == [("kws", "forward", 1)] and pool.queue_depth() == 1
             calls += [asyncio.create_task(pool.forward("kws", c, {}, deadline(120))) for c in clips[2:]]
-            for _ in range(50):  # a full batch goes without waiting out the hour
-                if len(batches) > 1:
-                    break
-                await asyncio.sleep(0)
+            await until_batches(batches, 2)  # a full batch goes without waiting out the hour
             assert batches == [("kws", "forward", 1), ("kws", "forward", 4)]
-        finally:
-            for pid in pids:
-                os.kill(pid, signals.SIGCONT)
         try:
             together = await asyncio.gather(*calls)
             alone = [await pool.forward("kws", c, {}, deadline()) for c in clips]
@@ -319,28 +328,16 @@ def test_a_streams_step_never_waits_for_company_and_steps_batch_past_max_batch_s
         chunk = np.random.default_rng(3).standard_normal(2560).astype(np.float32) * 0.1
         sessions = [await pool.open_session("denoise", {}, deadline()) for _ in range(10)]
         one_per_worker = [sessions[0], next(s for s in sessions if s.slot is not sessions[0].slot)]
-        pids = [w["pid"] for w in pool.workers()]
-        for pid in pids:
-            os.kill(pid, signals.SIGSTOP)  # frozen: every job sent stays in flight until SIGCONT
         batches.clear()
-        try:
+        with frozen_workers(pool):
             clip = np.random.default_rng(4).standard_normal((1, 16000)).astype(np.float32) * 0.1
             busy = asyncio.create_task(pool.forward("kws", clip, {}, deadline(120)))  # one worker runs a job
-            for _ in range(50):
-                if batches:
-                    break
-                await asyncio.sleep(0)
+            await until_batches(batches, 1)
             assert batches == [("kws", "forward", 1)]
             first = [asyncio.create_task(s.step(chunk, deadline(120))) for s in one_per_worker]
-            for _ in range(100):
-                if len(batches) > 1:
-                    break
-                await asyncio.sleep(0)
+            await until_batches(batches, 2, tries=100)
             # The free worker's step went at once, though busy_batch_wait is an hour; the busy one's waits for it.
             assert batches == [("kws", "forward", 1), ("denoise", "step", 1)]
-        finally:
-            for pid in pids:
-                os.kill(pid, signals.SIGCONT)
         try:
             await asyncio.gather(busy, *first)
             batches.clear()
