@@ -178,10 +178,11 @@ def make_random_models(directory: Path) -> dict[str, str]:
 
 
 def start_server(mode: str, models: dict[str, str] | None, workers: int,
-                 settings: dict[str, str] | None = None, timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
+                 settings: dict[str, str] | None = None, timeout: float = 180.0,
+                 cwd: Path | None = None) -> tuple[subprocess.Popen, str]:
     """A local server, once ``/health/ready`` says 200 within ``timeout`` (on a machine shared with training
     jobs, loading can take minutes); ``settings``: more of its settings by name (``max_batch_size``:
-    CENTAURUS_MAX_BATCH_SIZE)."""
+    CENTAURUS_MAX_BATCH_SIZE); ``cwd``: the checkout whose ``app`` serves (default: the current folder)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -190,7 +191,7 @@ def start_server(mode: str, models: dict[str, str] | None, workers: int,
            **{f"CENTAURUS_{name.upper()}": value for name, value in (settings or {}).items()}}
     if models:
         env["CENTAURUS_MODELS"] = json.dumps(models)
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env)
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=cwd)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
