@@ -49,6 +49,9 @@ class ModelCard:
     decoder: dict[str, Any] | None = None  # asr: the word bigram's tuned beam-search weights and their grid
     beam_search: dict[str, Any] | None = None  # asr: the n-gram file beside the card and its tuned weights
     evaluation: dict[str, Any] | None = None  # training.evaluation.score_sets and the options it ran with
+    # Other systems scored on the clips of ``evaluation``'s sets, per set: {"clips", "source", "systems": {label:
+    # {metric: value}}} (bench/peers_card.py). They depend on the clips only, not on this checkpoint.
+    peers: dict[str, Any] | None = None
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this class does not know, kept as they were
     # Keys in the order they were read, so that writing the card back gives the same file.

@@ -3,8 +3,10 @@ write the checkpoint and its model card, and compare the scores with the shipped
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -123,7 +125,7 @@ def write_model_card(path: Path, card: ModelCard) -> None:
     """The Markdown model card ``NAME.md`` of a finished run's card."""
     scores = "\n".join(f"| {k} | {v} |" for k, v in card.scores.items())
     recipe = card.recipe
-    path.with_suffix(".md").write_text(f"""# `{card.name}`: {card.task} model card
+    path.with_suffix(".md").write_text(re.sub(r"\n{3,}", "\n\n", f"""# `{card.name}`: {card.task} model card
 
 - Task: {card.task}; sample rate {card.sample_rate} Hz; algorithmic latency
   {card.algorithmic_latency_samples} samples ({1000 * card.algorithmic_latency_samples / card.sample_rate:.1f} ms).
@@ -139,8 +141,8 @@ def write_model_card(path: Path, card: ModelCard) -> None:
 {scores}
 
 - Reproduction tolerance (absolute): `{json.dumps(card.tolerance if card.tolerance is not None else {})}`.
-""" + _evaluation_lines(card.evaluation) + _general_lm_line(card.beam_search) + _decoder_line(card.decoder)
-        + (f"- Note: {card.note}.\n" if card.note else ""))
+""" + _evaluation_lines(card.evaluation) + _general_lm_line(card.beam_search)
+        + _decoder_line(card.decoder) + _peers_lines(card.peers) + (f"- Note: {card.note}.\n" if card.note else "")))
 
 
 _SET_TITLES = {"synthetic": "held-out synthetic voices (test split, festival left out)",
@@ -172,6 +174,30 @@ def _evaluation_lines(evaluation: dict | None) -> str:
                       f"{100 * running['clips_with_false_alarm']:.1f}% of sentences set a keyword off, "
                       f"{running['false_alarms_per_hour']:.0f} false alarms per hour."]
     return "\n".join(lines) + "\n\n"
+
+
+def _peers_lines(peers: dict | None) -> str:
+    """The model card's tables of other systems on the same clips (``bench/peers_card.py``), one per set."""
+    lines = []
+    for name, entry in (peers or {}).items():
+        metrics = list(dict.fromkeys(m for scores in entry["systems"].values() for m in scores))
+        lines += [f"- Other systems on the same clips: {_SET_TITLES.get(name, name)}, {entry['clips']} clips "
+                  f"({entry['source']}):", "", "| system | " + " | ".join(metrics) + " |",
+                  "|---|" + "---|" * len(metrics)]
+        lines += [f"| {label} | " + " | ".join(f"{scores.get(m, float('nan')):.4f}" for m in metrics) + " |"
+                  for label, scores in entry["systems"].items()]
+        lines.append("")
+    return "\n" + "\n".join(lines) if lines else ""
+
+
+def kept_peers(new: ModelCard, shipped: ModelCard) -> dict | None:
+    """The shipped card's peers on the sets the new card was scored on with as many clips: a peer's scores
+    depend on the clips only (the sets are fixed by the corpus seed and the Debian package), not on our
+    checkpoint, so a retrained model keeps them."""
+    sets = (new.evaluation or {}).get("sets", {})
+    kept = {name: entry for name, entry in (shipped.peers or {}).items()
+            if sets.get(name, {}).get("clips") == entry["clips"]}
+    return kept or None
 
 
 def _general_lm_line(beam_search: dict | None) -> str:
@@ -207,9 +233,14 @@ def install(name: str, path: Path, checkpoint_dir: Path = CHECKPOINT_DIR) -> Non
     if recipe_name != SHIPPED[name]:
         raise SystemExit(f"{card_path} was trained by recipe {recipe_name!r}, "
                          f"not {SHIPPED[name]!r}, the recipe behind shipped model {name!r}")
+    shipped_card = checkpoint_dir / f"{name}.json"
+    peers = kept_peers(card, load_card(shipped_card)) if shipped_card.exists() else None
     for suffix in (".json", ".safetensors", ".lm.json"):
         if path.with_suffix(suffix).exists():
             shutil.copy(path.with_suffix(suffix), checkpoint_dir / f"{name}{suffix}")
+    if peers:
+        card = dataclasses.replace(card, peers=peers)
+        shipped_card.write_text(card.to_json())
     general = (card.beam_search or {}).get("language_model")
     if general and (path.parent / general).resolve() != (checkpoint_dir / general).resolve():
         shutil.copy(path.parent / general, checkpoint_dir / general)
