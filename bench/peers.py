@@ -1,10 +1,11 @@
-"""Side by side with the peers: our shipped models against established offline tools, on our held-out split.
+"""Side by side with the peers: our shipped models against established offline tools, on our model cards' sets.
 
-    python bench/peers.py                      # full run (about 10-15 min on the 2-core machine)
+    python bench/peers.py                      # the synthetic set, every clip (bench/results/peers.json)
     python bench/peers.py --quick              # a few clips per task, for a test of the plumbing
-    python bench/peers.py --tasks denoise --clips-denoise 50
-    python bench/peers.py --sets real          # ASR and KWS on real recorded speech only (bench/results/peers-real.json)
-    python bench/peers.py --sets synthetic real
+    python bench/peers.py --tasks denoise --clips-denoise 50   # a sample: not the card's clips
+    python bench/peers.py --sets real          # real recorded speech only (bench/results/peers-real.json)
+    python bench/peers.py --sets synthetic festival real       # all three sets of the cards
+    python bench/peers_card.py bench/results/peers.json        # then: the peers' scores onto the model cards
 
 Peers (offline, PyPI packages with their weights inside), in their own virtual environment ``bench/.peers-venv``
 that this script creates and fills (the project's pinned dependencies stay untouched; a peer that cannot be
@@ -20,14 +21,26 @@ installed is skipped, and the output says why):
   so beam 1 saves only ~3% CPU), temperature 0 without fallback (deterministic), English, int8 (on one CPU
   thread ~30% less CPU than float32, same as int8_float32).
 
-Data: the ``test`` split of the local synthetic corpora (``data/corpus/{kws,asr,denoise}``): voices, a whole
-synthesizer and two noise kinds that training never saw, with the split's fixed augmentation. Without that
-folder a small corpus is built into ``bench/results/corpus`` first. Every system gets the same 16-bit WAVs.
-``--sets real`` (or ``--sets synthetic real``) scores transcription and keyword spotting on real recorded speech
-too: the Asterisk PBX prompts of ``training.datasets.asterisk`` (one professional voice, Debian's
-``asterisk-core-sounds-en-g722`` with transcripts from ``asterisk-core-sounds-en``; cache ``data/asterisk``, built
-when missing): ``AsteriskASR`` (every kept prompt) for transcription, ``AsteriskKWS`` (the single-word prompts,
-centred in one second; a word outside the 35 is ``_unknown_``) for keyword spotting. Results under ``"real"``.
+Data: the sets each shipped model card is scored on (``python -m training evaluate``), clip for clip: every set
+comes from ``training.evaluation.evaluation_sets`` with the shipped recipe of the task (``training.recipes.SHIPPED``)
+and the ``test`` split, so the clips are the card's by construction (``--sets``, any of them; default ``synthetic``):
+
+- ``synthetic``: the synthetic corpus's test split without the festival voices (voices and two noise kinds that
+  training never saw, with the split's fixed augmentation); results under ``"tasks"``;
+- ``festival``: the festival-voiced part of that split (a whole synthesizer training never used); under
+  ``"festival"``;
+- ``real``: real recorded speech, the Asterisk PBX prompts of ``training.datasets.asterisk`` (one professional
+  voice, Debian's ``asterisk-core-sounds-en-g722`` with transcripts from ``asterisk-core-sounds-en``; cache
+  ``data/asterisk``, built when missing): ``AsteriskASR`` (every kept prompt), ``AsteriskKWS`` (the single-word
+  prompts centred in one second; a word outside the 35 is ``_unknown_``), ``AsteriskDenoise`` (the sentences
+  mixed with the test split's held-out noise at 0, 5 and 10 dB); under ``"real"``.
+
+The corpus is the one the shipped recipe trains on, under ``--corpus`` (``data/corpus/asr`` for the denoiser too:
+it trains on the recognizer's sentences); without it a small corpus is built into ``bench/results/corpus`` and
+the recipe pointed there (then the clips are not the card's). A set is taken whole, unless ``--clips-TASK N`` or
+``--quick`` asks for a sample spread evenly over it. Each result records ``clips`` (what was scored) and
+``set_clips`` (the set's size); ``python bench/peers_card.py RESULT.json`` writes the peers' scores into the model
+cards for every set whose clip count is the card's. Every system gets the same 16-bit WAVs.
 
 Each peer runs in a subprocess of the peers' venv (``bench/peers_runner.py``); ours runs in this process. Scoring
 uses ``training.metrics`` for everyone. Real-time factor: CPU seconds (``time.process_time``) per second of audio,
@@ -51,8 +64,9 @@ Two rows because garbage words trade keyword accuracy for fewer false alarms (on
 keywords alone: 42.6% accuracy, 7 of 8 unknown words taken for keywords; with garbage words weighing a quarter,
 one or two keywords: 31.1% each time, none), and neither is the peer's best on every column.
 
-Output: a table per task, then one JSON line with every number; the same line in ``bench/results/peers.json``
-(``peers-real.json`` for a run without the synthetic set, ``peers-quick.json`` for ``--quick``).
+Output: a table per task and set, then one JSON line with every number; the same line in
+``bench/results/peers.json`` for a run with the synthetic set (``peers-quick.json`` for ``--quick``; else
+``peers-SET[-SET].json``, e.g. ``peers-real.json``, so a partial run never overwrites the full one).
 :func:`markdown_table` turns those results into Markdown (``bench/report.py`` includes it), :func:`markdown_report` reads
 the file first.
 """
@@ -79,10 +93,10 @@ for path in (ROOT, ROOT / "bench"):  # the project, and this script's sibling mo
         sys.path.insert(0, str(path))
 
 from peers_catalog import *  # noqa: E402,F403 - the catalogue and records (Peer, PEERS, LABELS, Clip, SystemRun, ...)
-from peers_catalog import (DATA_SETS, OURS, OURS_LM, PEERS, REAL, REAL_TASKS, RESULTS_PATH, SYNTHETIC,  # noqa: E402
+from peers_catalog import (DATA_SETS, OURS, OURS_LM, PEERS, REAL, RESULT_KEYS, RESULTS_PATH, SYNTHETIC,  # noqa: E402
                            TASKS, Clip, Peer, SystemRun)
-from peers_data import *  # noqa: E402,F403 - corpus_root, spread, prepare_clips, the real-speech clips
-from peers_data import REAL_SOURCE, corpus_root, prepare_clips, prepare_real_clips  # noqa: E402
+from peers_data import *  # noqa: E402,F403 - corpus_root, card_set, spread, prepare_set_clips, ...
+from peers_data import REAL_CACHE, REAL_SOURCE, card_set, prepare_set_clips, set_recipe, set_source  # noqa: E402
 from peers_scoring import *  # noqa: E402,F403 - real_time_factor, estimate_delay, score_*, verdict, ...
 from peers_scoring import score_asr, score_denoise, score_kws, verdict  # noqa: E402
 from peers_tables import *  # noqa: E402,F403 - fmt, table, *_table, verdict_lines, markdown_table, markdown_report
@@ -91,7 +105,6 @@ from peers_tables import TASK_TABLES, verdict_lines  # noqa: E402
 WORK_DIR = ROOT / "bench" / "results" / "peers-work"
 PEERS_VENV = ROOT / "bench" / ".peers-venv"
 RUNNER = ROOT / "bench" / "peers_runner.py"
-DEFAULT_CLIPS = {"denoise": 150, "asr": 100, "kws": 740}  # about 12 min on the idle 2-core machine
 QUICK_CLIPS = {"denoise": 4, "asr": 4, "kws": 37}
 # Prior weight of all garbage words together, in keywords: 2, as the training data has twice as many
 # ``_unknown_`` clips as clips of any one keyword.
@@ -283,26 +296,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--sets", nargs="+", choices=DATA_SETS, default=[SYNTHETIC],
-                        help="where the clips come from: the synthetic corpora's held-out split (default) and/or "
-                             f"real recorded speech (asr, kws only: {REAL_SOURCE})")
+                        help="the model card's sets to score on: the synthetic test split without festival voices "
+                             f"(default), its festival part, real recorded speech ({REAL_SOURCE})")
     for task in TASKS:
         parser.add_argument(f"--clips-{task}", type=int, default=None,
-                            help=f"held-out clips for {task} (default {DEFAULT_CLIPS[task]}, --quick {QUICK_CLIPS[task]}; "
-                                 "real set: all its clips unless given)")
+                            help=f"a sample of N clips of {task}, spread over each set (default: the whole set, as "
+                                 f"on the model card; --quick: {QUICK_CLIPS[task]})")
     parser.add_argument("--quick", action="store_true", help="a few clips per task: checks the plumbing in a minute or two")
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus", help="folder of the task corpora")
+    parser.add_argument("--real-data", type=Path, default=REAL_CACHE, help="the real-speech cache (built when missing)")
     parser.add_argument("--venv", type=Path, default=PEERS_VENV, help="the peers' virtual environment")
     parser.add_argument("--no-install", action="store_true", help="use the peers' venv as it is; skip peers missing there")
     parser.add_argument("--peers", nargs="*", default=None, help="only these peers (runner names)")
     parser.add_argument("--work", type=Path, default=WORK_DIR, help="where the clips and the peers' outputs go")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"results JSON (default {RESULTS_PATH.relative_to(ROOT)}; --quick: peers-quick.json beside it; "
-                             "without the synthetic set: peers-real.json beside it)")
+                        help=f"results JSON (default {RESULTS_PATH.relative_to(ROOT)} with the synthetic set; beside "
+                             "it peers-quick.json for --quick, else peers-SET[-SET].json, e.g. peers-real.json)")
     args = parser.parse_args(argv)
-    if args.out is None:  # a quick check (or a real-speech-only run) must not overwrite the last full run's numbers
-        name = "peers-quick.json" if args.quick else ("peers.json" if SYNTHETIC in args.sets else "peers-real.json")
-        args.out = RESULTS_PATH.with_name(name)
+    args.sets = [s for s in DATA_SETS if s in args.sets]  # the card's order, each once
+    if args.out is None:
+        args.out = RESULTS_PATH.with_name(output_name(args.sets, args.quick))
     return args
+
+
+def output_name(sets: Sequence[str], quick: bool) -> str:
+    """The default results file. A quick check, or a run without the synthetic set, must not overwrite the last
+    full run's numbers (``peers.json``); real speech alone keeps the name of earlier runs, ``peers-real.json``."""
+    if quick:
+        return "peers-quick.json"
+    return "peers.json" if SYNTHETIC in sets else "peers-" + "-".join(sets) + ".json"
 
 
 def kws_garbage_words(root: Path | None) -> list[str]:
@@ -316,12 +338,31 @@ def kws_garbage_words(root: Path | None) -> list[str]:
     return list(recorded) if recorded else split_unknown_words(meta["seed"])[0]
 
 
+def score_set(data_set: str, task: str, args: argparse.Namespace, peers: Sequence[Peer],
+              log: Callable[[str], None]) -> tuple[dict, dict[str, str]]:
+    """Ours and ``peers`` on set ``data_set`` of the card of ``task``: the whole set, or the sample that
+    ``--clips-TASK``/``--quick`` asks for. ``set_clips`` records the set's size, so a reader (and
+    ``bench/peers_card.py``, by ``clips``) sees whether the numbers are on the card's clips."""
+    recipe = set_recipe(task, data_set, args.corpus, RESULTS_PATH.parent / "corpus", log)
+    dataset = card_set(recipe, data_set, args.real_data)
+    count = getattr(args, f"clips_{task}") or (QUICK_CLIPS[task] if args.quick else None)
+    work = args.work / (task if data_set == SYNTHETIC else f"{data_set}-{task}")
+    clips = prepare_set_clips(task, dataset, count, work / "inputs")
+    # The words of our _unknown_ class: from the corpus the network trained on (seed 0's for the real set).
+    garbage = kws_garbage_words(None if data_set == REAL else Path(recipe.data_root)) if task == "kws" else []
+    result, failed = run_task(task, clips, peers, peers_python(args.venv), work, garbage, log)
+    result.update(data=data_set, corpus=set_source(dataset, data_set), set_clips=len(dataset))
+    return result, failed
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
+    from training.evaluation import SetUnavailable
+
     args = parse_args(argv)
     log = lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)  # noqa: E731
     started = time.perf_counter()
     machine = machine_summary()
-    tasks = [t for t in args.tasks if SYNTHETIC in args.sets or t in REAL_TASKS]
+    tasks = list(args.tasks)
     wanted = [p for p in PEERS if p.task in tasks and (args.peers is None or p.name in args.peers)]
     status = ensure_peers(args.venv, wanted, install=not args.no_install, log=log)
     results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine,
@@ -330,26 +371,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                      "skipped": {name: reason for name, reason in status.items() if reason}, "tasks": {}}
     for data_set in args.sets:
         for task in tasks:
-            if data_set == REAL and task not in REAL_TASKS:
-                continue
-            count = getattr(args, f"clips_{task}") or (QUICK_CLIPS[task] if args.quick else None)
-            if data_set == SYNTHETIC:
-                root = corpus_root(task, args.corpus, RESULTS_PATH.parent / "corpus", log)
-                work = args.work / task
-                clips = prepare_clips(task, root, count or DEFAULT_CLIPS[task], work / "inputs")
-                garbage = kws_garbage_words(root) if task == "kws" else []
-            else:
-                work = args.work / f"{REAL}-{task}"
-                clips = prepare_real_clips(task, count, work / "inputs")
-                garbage = kws_garbage_words(None) if task == "kws" else []
             usable = [p for p in wanted if p.task == task and status.get(p.name) is None]
-            result, failed = run_task(task, clips, usable, peers_python(args.venv), work, garbage, log)
-            if data_set == SYNTHETIC:
-                result["corpus"] = str(root.relative_to(ROOT) if root.is_relative_to(ROOT) else root)
-                results["tasks"][task] = result
-            else:
-                result["data"], result["corpus"] = REAL, REAL_SOURCE
-                results.setdefault(REAL, {})[task] = result
+            try:
+                result, failed = score_set(data_set, task, args, usable, log)
+            except SetUnavailable as err:  # the other sets are still worth scoring
+                log(f"SKIPPED {err}")
+                results.setdefault("unavailable", {})[f"{task}/{data_set}"] = str(err)
+                continue
+            results.setdefault(RESULT_KEYS[data_set], {})[task] = result
             results["skipped"].update(failed)
             print("\n" + TASK_TABLES[task](result) + "\n", flush=True)
     results["load_average_end"] = round(os.getloadavg()[0], 2)

@@ -4,10 +4,11 @@ A model card scores its checkpoint on three sets (``python -m training evaluate`
 Whisper or NSNet2 wants their scores beside ours, on the same clips. ``bench/peers.py`` measures them; this
 writes, for each task and set of a result file, the other systems' scores into the card (``ModelCard.peers``)
 and renders its Markdown again. A set is taken only when it holds as many clips as the card's set of that name
-(the peers' run may have sampled fewer); what is skipped is said. Our own rows of the peers' run are left out:
-the card's scores are ours.
+(the peers' run may have sampled fewer), and a synthetic set only from a run that says it ran on that set (runs
+before the card's sets sampled the whole test split); what is skipped is said. Our own rows of the peers' run
+are left out: the card's scores are ours.
 
-    python bench/peers_card.py bench/results/peers-real.json bench/results/peers-real-kws.json
+    python bench/peers_card.py bench/results/peers.json bench/results/peers-real.json
 
 A retrained checkpoint keeps these (``training.reproduce.kept_peers``): a peer's score depends on the clips only.
 """
@@ -22,10 +23,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "bench"):  # the project, and peers_catalog beside this script
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from model_zoo.card import load_card  # noqa: E402
 from model_zoo.checkpoint import CHECKPOINT_DIR  # noqa: E402
+from peers_catalog import RESULT_KEYS, SYNTHETIC  # noqa: E402
 from training.reproduce import write_model_card  # noqa: E402
 
 OURS = {"centaurus", "centaurus-lm"}
@@ -42,15 +46,18 @@ def system_scores(system: dict) -> dict[str, float]:
 
 
 def peer_sets(result: dict) -> dict[tuple[str, str], dict]:
-    """``(task, set) -> {"clips", "systems"}`` of a ``bench/peers.py`` result file."""
-    sets = {}
-    for task, entry in (result.get("real") or {}).items():
-        sets[(task, "real")] = entry
-    for task, entry in (result.get("tasks") or {}).items():
-        for name in result.get("sets", ["synthetic"]):
-            if name != "real":
-                sets[(task, name)] = entry
-    return sets
+    """``(task, set) -> {"clips", "systems", ...}`` of a ``bench/peers.py`` result file, for every set it holds:
+    ``"tasks"`` is the synthetic set, ``"festival"`` and ``"real"`` theirs (``peers_catalog.RESULT_KEYS``)."""
+    return {(task, name): entry for name, key in RESULT_KEYS.items() for task, entry in (result.get(key) or {}).items()}
+
+
+def not_the_card_set(name: str, entry: dict) -> str | None:
+    """Why an entry is not on the card's set although its clip count may match, else None: runs before the
+    card's sets sampled the whole test split, festival voices included, for the synthetic entry (they record no
+    ``data``); their real-speech entries were the card's set already."""
+    if name == SYNTHETIC and entry.get("data") != SYNTHETIC:
+        return "an older run on a sample of the whole test split (festival voices included), not the card's set"
+    return None
 
 
 def attach(result_path: Path, checkpoint_dir: Path = CHECKPOINT_DIR, log=print) -> int:
@@ -65,6 +72,9 @@ def attach(result_path: Path, checkpoint_dir: Path = CHECKPOINT_DIR, log=print) 
             continue
         card = load_card(card_path)
         clips = ((card.evaluation or {}).get("sets", {}).get(name) or {}).get("clips")
+        if not_the_card_set(name, entry):
+            log(f"{task}/{name}: skipped, {not_the_card_set(name, entry)}")
+            continue
         if clips != entry["clips"]:
             log(f"{task}/{name}: skipped, the peers ran on {entry['clips']} clips and the card's set has {clips}")
             continue

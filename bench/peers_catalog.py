@@ -20,12 +20,16 @@ OURS = "centaurus"
 OURS_LM = "centaurus-lm"  # ASR: the beam search the checkpoint's card names (what the service's beam_search uses)
 OUR_SYSTEMS = (OURS, OURS_LM)
 NOISY = "noisy input"
+UNRECORDED = "unrecorded"  # a denoise clip's noise kind or SNR band where its set does not tell it
 TASKS = ("denoise", "asr", "kws")
-# Where the clips come from: the held-out split of our synthetic corpora, or real recorded speech
-# (Debian's Asterisk prompts, ``training.datasets.asterisk``: ASR sentences and KWS single-word clips).
-SYNTHETIC, REAL = "synthetic", "real"
-DATA_SETS = (SYNTHETIC, REAL)
-REAL_TASKS = ("asr", "kws")
+# Where the clips come from: the three sets a model card is scored on (``training.evaluation.evaluation_sets``):
+# the synthetic corpus's test split without festival voices, its festival part (a synthesizer training never
+# used), and real recorded speech (Debian's Asterisk prompts, ``training.datasets.asterisk``).
+SYNTHETIC, FESTIVAL, REAL = "synthetic", "festival", "real"
+DATA_SETS = (SYNTHETIC, FESTIVAL, REAL)
+# Where each set's results go in the results JSON: the synthetic set keeps "tasks", the real set "real", so the
+# files of earlier runs read the same.
+RESULT_KEYS = {SYNTHETIC: "tasks", FESTIVAL: FESTIVAL, REAL: REAL}
 
 
 @dataclass(frozen=True)

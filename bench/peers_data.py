@@ -1,36 +1,85 @@
-"""The peer benchmark's clips: the held-out split of the synthetic corpora, and real recorded speech.
+"""The peer benchmark's clips: the sets a model card is scored on, clip for clip.
 
-Part of ``bench/peers.py`` (which re-exports every name here). Every system reads the same 16-bit WAVs.
+Part of ``bench/peers.py`` (which re-exports every name here). Each set is what
+``training.evaluation.evaluation_sets`` gives for the shipped recipe of a task (``synthetic``: the synthetic test
+split without festival voices; ``festival``: its festival part; ``real``: the Asterisk prompts), so the clips are
+the card's by construction; they are written as the 16-bit WAVs every system reads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from peers_catalog import ROOT, SAMPLE_RATE, Clip
+from peers_catalog import REAL, ROOT, SAMPLE_RATE, UNRECORDED, Clip
 
 # Small held-out splits built when data/corpus is missing: TRAIN,VALID,TEST counts (kws: per keyword).
 FALLBACK_CORPUS_SIZES = {"denoise": "1,1,40", "asr": "1,1,60", "kws": "1,1,8"}
+REAL_CACHE = ROOT / "data" / "asterisk"  # training.datasets.asterisk's cache (decoded WAVs + manifest), built if missing
+REAL_SOURCE = "Asterisk prompts, Allison Smith, Debian asterisk-core-sounds-en-g722"
+
+
+def preferred_root(task: str, preferred: Path) -> Path:
+    """Where under ``preferred`` the corpus of the shipped recipe of ``task`` lives: the folder its ``data_root``
+    names (``asr`` for denoise: it trains on the recognizer's sentences)."""
+    from training.recipes import SHIPPED, get_recipe
+
+    return preferred / Path(get_recipe(SHIPPED[task]).data_root).name
 
 
 def corpus_root(task: str, preferred: Path, fallback: Path, log: Callable[[str], None]) -> Path:
-    """The corpus the shipped recipe of ``task`` trains on (``preferred/asr`` for denoise: it trains on the
-    recognizer's sentences), when built, else a small one built into ``fallback/task``."""
-    from training.recipes import SHIPPED, get_recipe
-
-    folder = Path(get_recipe(SHIPPED[task]).data_root).name
-    if (preferred / folder / "corpus.json").is_file():
-        return preferred / folder
+    """The corpus the shipped recipe of ``task`` trains on (:func:`preferred_root`), when built, else a small one
+    built into ``fallback/task``."""
+    root = preferred_root(task, preferred)
+    if (root / "corpus.json").is_file():
+        return root
     target = fallback / task
     if not (target / "corpus.json").is_file():
         from training.corpus import build_corpus
 
-        log(f"{preferred / task} has no corpus: building a small held-out one into {target} (a few minutes)")
+        log(f"{root} has no corpus: building a small held-out one into {target} (a few minutes)")
         build_corpus(task, target, size=FALLBACK_CORPUS_SIZES[task], workers=2, progress=False, allow_missing=True)
     return target
+
+
+def card_recipe(task: str, data_root: Path):
+    """The shipped recipe of ``task`` (what its card was scored with), reading its corpus from ``data_root``: the
+    recipe's own ``data_root`` is relative to the working directory, and a missing corpus has a fallback."""
+    from training.recipes import SHIPPED, get_recipe
+
+    return dataclasses.replace(get_recipe(SHIPPED[task]), data_root=str(data_root))
+
+
+def set_recipe(task: str, data_set: str, preferred: Path, fallback: Path, log: Callable[[str], None]):
+    """:func:`card_recipe` for ``data_set``: the synthetic sets need a built corpus (:func:`corpus_root`); the real
+    set needs none (the denoiser's noise comes from the preferred corpus when built, else is regenerated, as
+    ``training.datasets.asterisk.heldout_noise_bank`` does for the card)."""
+    root = preferred_root(task, preferred) if data_set == REAL else corpus_root(task, preferred, fallback, log)
+    return card_recipe(task, root)
+
+
+def card_set(recipe, name: str, real_root: Path = REAL_CACHE):
+    """Set ``name`` of the test split exactly as the model card is scored on it (``evaluation_sets``); raises
+    ``training.evaluation.SetUnavailable`` with the reason when it cannot be built here."""
+    from training.evaluation import SetUnavailable, evaluation_sets
+
+    dataset = evaluation_sets(recipe, (name,), split="test", real_root=str(real_root))[name]
+    if isinstance(dataset, str):
+        raise SetUnavailable(f"{recipe.task} {name} set: {dataset}")
+    return dataset
+
+
+def set_source(dataset, name: str) -> str:
+    """Where a set's clips come from, for the results: the corpus folder, or the real recordings (and, for the
+    denoiser, the noise they are mixed with)."""
+    if name == REAL:
+        noise = getattr(dataset, "noise_source", None)
+        return f"{REAL_SOURCE}; noise: {noise}" if noise else REAL_SOURCE
+    root = Path(dataset.root)
+    return str(root.relative_to(ROOT) if root.is_relative_to(ROOT) else root)
 
 
 def spread(count: int, available: int) -> list[int]:
@@ -41,8 +90,16 @@ def spread(count: int, available: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, available - 1, count)})
 
 
+def clip_name(dataset, index: int) -> str:
+    """The clip's file name: its index in the set, plus the prompt's key where the set has one (real speech)."""
+    key = dataset.info(index).get("key")
+    return f"{index:05d}-{key.replace('/', '_')}" if key else f"{index:05d}"
+
+
 def _write_clip(task: str, dataset, index: int, name: str, out: Path) -> Clip:
-    """Item ``index`` of ``dataset`` as ``out/NAME.wav`` with its reference (clean signal, transcript or label)."""
+    """Item ``index`` of ``dataset`` as ``out/NAME.wav`` with its reference (clean signal, transcript or label).
+    A denoise set without a ``pair_info`` (or one that leaves the SNR or noise kind out) is still scored: the
+    missing breakdown key reads ``unrecorded``."""
     from model_zoo.vocab import KWS_LABELS
     from training.corpus.tts import write_wav
 
@@ -50,9 +107,11 @@ def _write_clip(task: str, dataset, index: int, name: str, out: Path) -> Clip:
     clip = Clip(name, out / f"{name}.wav", len(audio) / SAMPLE_RATE)
     write_wav(clip.wav, audio.numpy())
     if task == "denoise":
-        info = dataset.pair_info(index)
+        info = dataset.pair_info(index) if hasattr(dataset, "pair_info") else {}
         # The reference at the WAV's scale: write_wav maps 1.0 to 32767 and read_wav divides by 32768.
-        clip.clean, clip.snr, clip.noise = target.numpy() * (32767 / 32768), float(info["snr"]), info["noise"]
+        clip.clean = target.numpy() * (32767 / 32768)
+        clip.snr = float(info["snr"]) if info.get("snr") is not None else None
+        clip.noise = info.get("noise") or UNRECORDED
     elif task == "asr":
         clip.transcript = target
     else:
@@ -60,39 +119,9 @@ def _write_clip(task: str, dataset, index: int, name: str, out: Path) -> Clip:
     return clip
 
 
-def prepare_clips(task: str, root: Path, count: int, out: Path) -> list[Clip]:
-    """Write ``count`` test items of ``task`` as WAVs into ``out`` and return them with their references."""
-    from training.corpus import ASRCorpus, DenoiseCorpus, KWSCorpus
-
+def prepare_set_clips(task: str, dataset, count: int | None, out: Path) -> list[Clip]:
+    """Write the items of ``dataset`` (a set of :func:`card_set`) as WAVs into ``out``: all of them (``count``
+    None: the card's set, clip for clip), or ``count`` spread evenly over it; with their references."""
     out.mkdir(parents=True, exist_ok=True)
-    dataset = {"denoise": lambda: DenoiseCorpus(root, "test", segment_seconds=None),
-               "asr": lambda: ASRCorpus(root, "test"), "kws": lambda: KWSCorpus(root, "test")}[task]()
-    return [_write_clip(task, dataset, index, f"{index:05d}", out) for index in spread(count, len(dataset))]
-
-
-# --- real speech -----------------------------------------------------------------------------------------------
-REAL_CACHE = ROOT / "data" / "asterisk"  # training.datasets.asterisk's cache (decoded WAVs + manifest), built if missing
-REAL_SOURCE = "Asterisk prompts, Allison Smith, Debian asterisk-core-sounds-en-g722"
-
-
-def real_dataset(task: str, root: Path = REAL_CACHE):
-    """The real-speech view of ``task``: ``AsteriskASR`` (every kept prompt, its normalised transcript) or
-    ``AsteriskKWS`` (the single-word prompts, silence-trimmed and centred in one second: the 35 keywords as
-    themselves, every other word ``_unknown_``); ``training.datasets.asterisk`` builds its cache when missing."""
-    from training.datasets.asterisk import AsteriskASR, AsteriskKWS
-
-    if task == "asr":
-        return AsteriskASR(root)
-    if task == "kws":
-        return AsteriskKWS(root, include_unknown=True)
-    raise ValueError(f"the real-speech set has no {task} view (asr, kws only)")
-
-
-def prepare_real_clips(task: str, count: int | None, out: Path, root: Path = REAL_CACHE) -> list[Clip]:
-    """Write ``count`` (None: all) clips of the real-speech set for ``task`` as WAVs into ``out``, spread
-    evenly over the set (sorted by prompt name), with their references, like :func:`prepare_clips`."""
-    out.mkdir(parents=True, exist_ok=True)
-    dataset = real_dataset(task, root)
-    names = {index: f"{index:05d}-{dataset.info(index)['key'].replace('/', '_')}"
-             for index in spread(len(dataset) if count is None else count, len(dataset))}
-    return [_write_clip(task, dataset, index, name, out) for index, name in names.items()]
+    indices = spread(len(dataset) if count is None else count, len(dataset))
+    return [_write_clip(task, dataset, index, clip_name(dataset, index), out) for index in indices]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from peers_catalog import NOISY, OUR_SYSTEMS, OURS, Clip, SystemRun
+from peers_catalog import NOISY, OUR_SYSTEMS, OURS, UNRECORDED, Clip, SystemRun
 
 SNR_BINS = ((-5.0, 0.0), (0.0, 5.0), (5.0, 10.0), (10.0, 15.0), (15.0, 20.0))
 MAX_DELAY = 2048
@@ -40,7 +40,10 @@ def remove_delay(signal: np.ndarray, delay: int) -> np.ndarray:
     return np.concatenate([signal[delay:], np.zeros(min(delay, len(signal)), signal.dtype)]) if delay else signal
 
 
-def snr_bin(snr: float) -> str:
+def snr_bin(snr: float | None) -> str:
+    """The input-SNR band of a clip; ``unrecorded`` where its set does not say the SNR."""
+    if snr is None:
+        return UNRECORDED
     for low, high in SNR_BINS:
         if low <= snr < high or (high == SNR_BINS[-1][1] and snr == high):
             return f"{low:+.0f}..{high:+.0f} dB"

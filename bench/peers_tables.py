@@ -10,7 +10,8 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from peers_catalog import LABELS, NOISY, OUR_SYSTEMS, OURS, OURS_LM, PEERS, REAL, RESULTS_PATH, TASKS
+from peers_catalog import (DATA_SETS, FESTIVAL, LABELS, NOISY, OUR_SYSTEMS, OURS, OURS_LM, PEERS, REAL, RESULT_KEYS,
+                           RESULTS_PATH, SYNTHETIC, TASKS)
 from peers_scoring import COLUMN_NAMES
 
 
@@ -23,6 +24,27 @@ def fmt(value: float | None, digits: int = 2, percent: bool = False) -> str:
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+# How the verdict lines and tables name a set (the synthetic set is the task's plain name, as in older files).
+SET_TITLES = {SYNTHETIC: "", FESTIVAL: "festival voices", REAL: "real speech"}
+
+
+def clips_described(result: dict, held_out: str, real: str) -> str:
+    """A table title's clips: their count and set (``result["data"]``; results of older runs have none on the
+    synthetic split, whose clips were a sample of the whole split), and whether they are a sample of the set."""
+    data = result.get("data")
+    if data == REAL:
+        what = f"{real} ({result.get('corpus')})"
+    elif data == FESTIVAL:
+        what = f"{held_out} of the festival voices (a synthesizer training never used)"
+    elif data == SYNTHETIC:
+        what = f"{held_out} (festival voices left out)"
+    else:
+        what = held_out
+    whole = result.get("set_clips")
+    sampled = f", spread over the set's {whole}" if whole is not None and whole != result["clips"] else ""
+    return f"{result['clips']} {what}{sampled}"
 
 
 def ordered(systems: dict) -> list[str]:
@@ -38,7 +60,8 @@ def denoise_tables(result: dict) -> str:
                  [[LABELS.get(n, n), fmt(systems[n]["overall"]["si_snr_gain"]), fmt(systems[n]["overall"]["pesq"]),
                    fmt(systems[n]["overall"]["stoi"], 3), fmt(systems[n]["rtf"], 4),
                    f"{systems[n]['delay_samples']} samples" if n != NOISY else "-"] for n in names])
-    parts = [f"Denoising: {result['clips']} held-out clips, {result['audio_seconds'] / 60:.1f} min of audio\n\n{main}"]
+    what = clips_described(result, "held-out clips", "real recorded sentences mixed with held-out noise")
+    parts = [f"Denoising: {what}, {result['audio_seconds'] / 60:.1f} min of audio\n\n{main}"]
     heldout = held_out_noise_kinds()
     for metric, title, digits in (("si_snr_gain", "SI-SNR gain (dB)", 2), ("pesq", "PESQ (wb)", 2), ("stoi", "STOI", 3)):
         shown = [n for n in names if not (metric == "si_snr_gain" and n == NOISY)]
@@ -63,8 +86,8 @@ def asr_table(result: dict) -> str:
     systems = result["systems"]
     rows = [[LABELS.get(n, n), fmt(systems[n]["wer"], percent=True), fmt(systems[n]["cer"], percent=True),
              fmt(systems[n]["rtf"], 4)] for n in ordered(systems)]
-    what = f"real recorded utterances ({result.get('corpus')})" if result.get("data") == REAL else "held-out utterances"
-    return (f"Transcription: {result['clips']} {what}, {result['audio_seconds'] / 60:.1f} min of audio\n\n"
+    what = clips_described(result, "held-out utterances", "real recorded utterances")
+    return (f"Transcription: {what}, {result['audio_seconds'] / 60:.1f} min of audio\n\n"
             + table(["system", "WER", "CER", "RTF (1 thread)"], rows))
 
 
@@ -74,9 +97,9 @@ def kws_table(result: dict) -> str:
              fmt(systems[n].get("keyword_accuracy"), percent=True), fmt(systems[n]["balanced_accuracy"], percent=True),
              fmt(systems[n]["false_alarms_unknown"], percent=True), fmt(systems[n]["false_alarms_noise"], percent=True),
              fmt(systems[n]["rtf"], 4)] for n in ordered(systems)]
-    what = f"real recorded clips ({result.get('corpus')})" if result.get("data") == REAL else "held-out one-second clips"
+    what = clips_described(result, "held-out one-second clips", "real recorded clips")
     keywords = result["clips"] - result["unknown_clips"] - result["silence_clips"]
-    return (f"Keyword spotting: {result['clips']} {what} ({keywords} keywords, {result['unknown_clips']} unknown words, "
+    return (f"Keyword spotting: {what} ({keywords} keywords, {result['unknown_clips']} unknown words, "
             f"{result['silence_clips']} silence/noise)\n\n"
             + table(["system", "accuracy (37 classes)", "on keyword clips", "balanced accuracy", "false alarms on unknown words",
                      "false alarms on noise", "RTF (1 thread)"], rows))
@@ -86,10 +109,15 @@ TASK_TABLES: dict[str, Callable[[dict], str]] = {"denoise": denoise_tables, "asr
 
 
 def task_results(results: dict) -> list[tuple[str, str, dict]]:
-    """(name, task, result) of every task scored, synthetic held-out split first (``results["tasks"]``), then
-    real speech (``results["real"]``, named "TASK (real speech)")."""
-    found = [(task, task, results["tasks"][task]) for task in TASKS if task in results.get("tasks", {})]
-    return found + [(f"{task} (real speech)", task, results[REAL][task]) for task in TASKS if task in results.get(REAL, {})]
+    """(name, task, result) of every task and set scored, in the order of the card's sets: the synthetic set
+    (``results["tasks"]``, named "TASK"), festival (``results["festival"]``, "TASK (festival voices)"), real
+    speech (``results["real"]``, "TASK (real speech)")."""
+    found = []
+    for data_set in DATA_SETS:
+        scored = results.get(RESULT_KEYS[data_set]) or {}
+        title = SET_TITLES[data_set]
+        found += [(f"{task} ({title})" if title else task, task, scored[task]) for task in TASKS if task in scored]
+    return found
 
 
 def verdict_lines(results: dict) -> list[str]:

@@ -186,24 +186,155 @@ def fake_asterisk_cache(root: Path) -> None:
     (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def test_the_real_speech_option_selects_the_sentences_for_asr_and_the_single_words_for_kws(tmp_path):
+def fake_corpus(root: Path) -> Path:
+    """A built ASR corpus in ``training.corpus``'s layout, a few utterances per split (two of the test split's
+    festival-voiced), with a tiny noise bank (white noise under every kind's name): what the denoiser's recipe
+    reads too."""
+    from training.corpus.noise import NOISE_TYPES
+    from training.corpus.tts import write_wav
+
+    rows = [("train", "espeak-ng", "train me"), ("valid", "flite", "check me"),
+            ("test", "espeak-ng", "turn the light on"), ("test", "festival", "stop the music now"),
+            ("test", "flite", "what time is it"), ("test", "festival", "open the door please"),
+            ("test", "kokoro", "good night")]
+    lines = []
+    for k, (split, synth, transcript) in enumerate(rows):
+        write_wav(root / "speech" / f"{k}.wav", speech_like(1.0 + 0.1 * k, k))
+        lines.append(json.dumps({"split": split, "synth": synth, "path": f"speech/{k}.wav", "text": transcript,
+                                 "transcript": transcript, "voice": f"{synth}:x", "seconds": 1.0}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "corpus.json").write_text(json.dumps({"task": "asr", "seed": 0}))
+    noise = []
+    for bank in ("train", "eval"):
+        for k, kind in enumerate(NOISE_TYPES):
+            write_wav(root / "noise" / bank / f"{kind}.wav",
+                      0.1 * np.random.default_rng(k).standard_normal(RATE).astype(np.float32))
+            noise.append(json.dumps({"path": f"noise/{bank}/{kind}.wav", "type": kind, "bank": bank}))
+    (root / "noise" / "noise.jsonl").write_text("\n".join(noise) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory) -> Path:
+    """``--corpus`` with the fake ASR corpus in ``asr``: where the shipped asr and denoise recipes read."""
+    root = tmp_path_factory.mktemp("corpora")
+    fake_corpus(root / "asr")
+    return root
+
+
+def test_the_festival_and_synthetic_sets_are_the_card_sets_clip_for_clip(corpora, tmp_path):
+    from peers_data import card_recipe, card_set, prepare_set_clips
+
+    from training.corpus.tts import read_wav
+    from training.evaluation import evaluation_sets
+
+    test_rows = [json.loads(line) for line in (corpora / "asr" / "manifest.jsonl").read_text().splitlines()]
+    test_rows = [r for r in test_rows if r["split"] == "test"]
+    for task in ("asr", "denoise"):
+        recipe = card_recipe(task, corpora / "asr")
+        for name in ("synthetic", "festival"):
+            clips = prepare_set_clips(task, card_set(recipe, name), None, tmp_path / task / name)
+            expected = evaluation_sets(recipe, (name,), split="test")[name]  # what the card is scored on
+            assert len(clips) == len(expected) == sum((r["synth"] == "festival") == (name == "festival")
+                                                       for r in test_rows)
+            for i, clip in enumerate(clips):
+                audio, target = expected[i]
+                np.testing.assert_allclose(read_wav(clip.wav)[0], audio.numpy(), atol=2 / 32768)
+                if task == "asr":
+                    assert clip.transcript == target
+                else:
+                    np.testing.assert_allclose(clip.clean, target.numpy(), atol=1e-4)
+                    assert clip.snr == pytest.approx(expected.pair_info(i)["snr"]) and clip.noise
+            transcripts = [expected.info(i)["transcript"] for i in range(len(expected))]
+            if name == "festival":
+                assert transcripts == ["stop the music now", "open the door please"]
+            else:
+                assert "stop the music now" not in transcripts and len(transcripts) == 3
+        # --clips-TASK: a sample spread over the set, not the set
+        sample = prepare_set_clips(task, card_set(recipe, "synthetic"), 2, tmp_path / task / "sample")
+        assert [c.id for c in sample] == ["00000", "00002"]
+
+
+def test_the_real_set_of_every_task_is_the_card_s_and_denoise_gets_its_snr_and_noise(corpora, tmp_path):
+    from peers_data import card_recipe, card_set, prepare_set_clips
+
+    from training.corpus.tts import read_wav
+
     fake_asterisk_cache(tmp_path / "cache")
-    asr = peers.prepare_real_clips("asr", None, tmp_path / "asr", root=tmp_path / "cache")
+    sets = {task: card_set(card_recipe(task, corpora / "asr"), "real", tmp_path / "cache") for task in peers.TASKS}
+    asr = prepare_set_clips("asr", sets["asr"], None, tmp_path / "asr")
     assert [c.transcript for c in asr] == ["agent logged in", "activated", "yes", "goodbye and thank you"]
-    assert all(c.wav.is_file() and c.label is None for c in asr)
+    assert all(c.wav.is_file() and c.label is None for c in asr) and asr[0].id == "00000-agent-loginok"
     assert asr[0].seconds == pytest.approx(1.2, abs=1e-3)
-    kws = peers.prepare_real_clips("kws", None, tmp_path / "kws", root=tmp_path / "cache")
+    kws = prepare_set_clips("kws", sets["kws"], None, tmp_path / "kws")
     assert [c.label for c in kws] == ["_unknown_", "yes"]  # single words only; a non-keyword is _unknown_
     assert all(c.seconds == 1.0 and c.transcript is None for c in kws)  # centred in one second, like KWSCorpus
-    assert [c.transcript for c in peers.prepare_real_clips("asr", 2, tmp_path / "two", root=tmp_path / "cache")] == \
+    assert [c.transcript for c in prepare_set_clips("asr", sets["asr"], 2, tmp_path / "two")] == \
         ["agent logged in", "goodbye and thank you"]  # spread over the set
-    with pytest.raises(ValueError):
-        peers.real_dataset("denoise", tmp_path / "cache")
-    # The CLI: --sets real scores asr and kws there, and does not overwrite the synthetic run's results.
+    # denoise: the sentences of three words or more, each at 0, 5 and 10 dB in the corpus's held-out noise bank
+    denoise = prepare_set_clips("denoise", sets["denoise"], None, tmp_path / "denoise")
+    assert len(denoise) == len(sets["denoise"]) == 6
+    assert [c.snr for c in denoise] == [0.0, 5.0, 10.0] * 2 and all(c.noise in sets["denoise"].noise.kinds for c in denoise)
+    assert all(c.clean is not None and len(c.clean) == round(c.seconds * RATE) for c in denoise)
+    ours = SystemRun(OURS, outputs={c.id: c.clean for c in denoise}, cpu_seconds=dict.fromkeys((c.id for c in denoise), 0.01))
+    result = peers.score_denoise(denoise, [ours], lambda c: read_wav(c.wav)[0])
+    assert set(result["systems"][OURS]["by_snr"]) == {"+0..+5 dB", "+5..+10 dB", "+10..+15 dB"}
+
+
+def test_a_denoise_set_without_pair_info_is_scored_with_its_breakdown_unrecorded(tmp_path, denoise_case):
+    import torch
+    from peers_data import prepare_set_clips
+
+    clips, noisy = denoise_case
+
+    class Pairs:  # (noisy, clean) items and nothing else
+        def __len__(self) -> int:
+            return len(clips)
+
+        def __getitem__(self, i: int):
+            return torch.from_numpy(noisy[clips[i].id]), torch.from_numpy(clips[i].clean)
+
+        def info(self, i: int) -> dict:
+            return {}
+
+    written = prepare_set_clips("denoise", Pairs(), None, tmp_path)
+    assert [(c.snr, c.noise) for c in written] == [(None, "unrecorded")] * 3
+    ours = SystemRun(OURS, outputs={c.id: c.clean for c in written}, cpu_seconds=dict.fromkeys((c.id for c in written), 0.01))
+    result = peers.score_denoise(written, [ours], lambda c: noisy[clips[int(c.id)].id])
+    assert list(result["systems"][NOISY]["by_snr"]) == ["unrecorded"]
+    assert list(result["systems"][NOISY]["by_noise"]) == ["unrecorded"]
+    assert "| unrecorded | 3 |" in peers.denoise_tables(result)
+
+
+def test_a_set_is_scored_whole_unless_a_sample_is_asked_for(corpora, tmp_path, monkeypatch):
+    """``score_set``: the card's set (``clips`` = ``set_clips`` = its length) by default, a spread sample with
+    ``--clips-TASK`` or ``--quick``; the scoring itself is faked (no model, no peer)."""
+    fake_asterisk_cache(tmp_path / "cache")
+    monkeypatch.setattr(peers, "run_task", lambda task, clips, *_: ({"clips": len(clips), "systems": {}}, {}))
+    common = ["--corpus", str(corpora), "--work", str(tmp_path / "work"), "--real-data", str(tmp_path / "cache")]
+    for argv, data_set, clips, whole in ((["--sets", "festival"], "festival", 2, 2), (["--sets", "real"], "real", 4, 4),
+                                         (["--clips-asr", "2"], "synthetic", 2, 3), (["--quick"], "synthetic", 3, 3)):
+        result, failed = peers.score_set(data_set, "asr", peers.parse_args(common + argv), [], print)
+        assert (result["clips"], result["set_clips"], result["data"], failed) == (clips, whole, data_set, {})
+    assert result["corpus"] == str(corpora / "asr")
+    assert (tmp_path / "work" / "festival-asr" / "inputs" / "00001.wav").is_file()
+    assert peers.score_set("real", "asr", peers.parse_args(common), [], print)[0]["corpus"] == peers.REAL_SOURCE
+
+
+def test_the_sets_and_the_default_output_name():
+    """Any subset of the card's sets, in the card's order; only a run with the synthetic set writes peers.json
+    (real speech alone keeps its old peers-real.json)."""
+    assert peers.DATA_SETS == ("synthetic", "festival", "real")
     args = peers.parse_args(["--sets", "real"])
     assert args.sets == ["real"] and args.out.name == "peers-real.json"
     assert peers.parse_args([]).sets == ["synthetic"] and peers.parse_args([]).out == peers.RESULTS_PATH
+    assert peers.parse_args(["--sets", "real", "synthetic", "festival"]).sets == ["synthetic", "festival", "real"]
     assert peers.parse_args(["--sets", "synthetic", "real"]).out == peers.RESULTS_PATH
+    assert peers.parse_args(["--sets", "festival"]).out.name == "peers-festival.json"
+    assert peers.parse_args(["--sets", "real", "festival"]).out.name == "peers-festival-real.json"
+    assert peers.parse_args(["--quick", "--sets", "festival"]).out.name == "peers-quick.json"
+    assert peers.parse_args(["--out", "x.json"]).out == Path("x.json")
+    assert peers.RESULT_KEYS == {"synthetic": "tasks", "festival": "festival", "real": "real"}
 
 
 def test_real_speech_results_get_their_own_tables_and_verdict_lines():
@@ -221,6 +352,24 @@ def test_real_speech_results_get_their_own_tables_and_verdict_lines():
     text = peers.markdown_table(results)
     assert "1 held-out utterances" in text and "1 real recorded utterances (Asterisk prompts)" in text
     assert "| Whisper tiny.en (faster-whisper) |" in text
+
+
+def test_a_festival_set_gets_its_own_title_and_verdict_line_and_a_sample_says_so():
+    clips = [Clip("0", Path("x.wav"), 2.0, transcript="stop the music")]
+    runs = [SystemRun(OURS, outputs={"0": "stop the music"}, cpu_seconds={"0": 0.1}),
+            SystemRun("whisper-tiny-en", outputs={"0": "Stop the music."}, cpu_seconds={"0": 0.6})]
+    results = {"date": "d", "machine": "m", "skipped": {}}
+    for data_set in ("real", "festival", "synthetic"):
+        result = peers.score_asr(clips, runs)
+        result.update(verdict=peers.verdict("asr", result), data=data_set, corpus="c", set_clips=1)
+        results.setdefault(peers.RESULT_KEYS[data_set], {})["asr"] = result
+    results["tasks"]["asr"]["set_clips"] = 228  # a sample of the synthetic set
+    assert [line.split(":")[0] for line in peers.verdict_lines(results)] == \
+        ["- asr", "- asr (festival voices)", "- asr (real speech)"]  # the card's order, whatever the file's
+    text = peers.markdown_table(results)
+    assert "Transcription: 1 held-out utterances (festival voices left out), spread over the set's 228," in text
+    assert "Transcription: 1 held-out utterances of the festival voices (a synthesizer training never used), 0.0 min" in text
+    assert "Transcription: 1 real recorded utterances (c), 0.0 min" in text
 
 
 def test_kws_on_a_set_without_noise_clips_scores_keyword_accuracy_and_leaves_the_noise_column_out():

@@ -6,12 +6,16 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from peers_card import attach  # noqa: E402
+from peers_card import attach, peer_sets  # noqa: E402
 
 from model_zoo.card import ModelCard, load_card  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
 
 
 def write_card(folder: Path, task: str, clips: dict[str, int]) -> None:
@@ -26,11 +30,12 @@ def test_peers_are_written_where_the_clips_match_and_ours_are_left_out(tmp_path)
     write_card(tmp_path, "asr", {"real": 484, "synthetic": 228})
     write_card(tmp_path, "denoise", {"synthetic": 228})
     result = {
-        "date": "2026-12-05", "machine": "test", "sets": ["synthetic"],
+        "date": "2026-12-05", "machine": "test", "sets": ["synthetic", "real"],
         "peers": {"whisper": {"label": "Whisper tiny.en"}},
         "real": {"asr": {"clips": 484, "systems": {
             "centaurus": {"wer": 0.75}, "whisper": {"wer": 0.09, "cer": float("nan"), "examples": [], "rtf": 0.26}}}},
-        "tasks": {"denoise": {"clips": 150, "systems": {"nsnet2": {"overall": {"count": 150, "pesq": 1.9}}}}},
+        "tasks": {"denoise": {"clips": 150, "set_clips": 228, "data": "synthetic",
+                              "systems": {"nsnet2": {"overall": {"count": 150, "pesq": 1.9}}}}},
     }
     path = tmp_path / "peers.json"
     path.write_text(json.dumps(result))
@@ -42,3 +47,50 @@ def test_peers_are_written_where_the_clips_match_and_ours_are_left_out(tmp_path)
     assert load_card(tmp_path / "denoise.json").peers is None
     assert any("denoise/synthetic: skipped" in m and "150" in m and "228" in m for m in messages)
     assert "| Whisper tiny.en | 0.0900 | 0.2600 |" in (tmp_path / "asr.md").read_text()
+
+
+def test_every_set_of_a_run_maps_to_its_card_set_festival_included(tmp_path):
+    write_card(tmp_path, "asr", {"synthetic": 3, "festival": 2, "real": 4})
+    entry = lambda data, clips, wer: {"clips": clips, "set_clips": clips, "data": data,  # noqa: E731
+                                      "systems": {"centaurus": {"wer": 0.5}, "whisper": {"wer": wer}}}
+    result = {"date": "d", "machine": "m", "sets": ["synthetic", "festival", "real"], "peers": {},
+              "tasks": {"asr": entry("synthetic", 3, 0.1)}, "festival": {"asr": entry("festival", 2, 0.2)},
+              "real": {"asr": entry("real", 4, 0.3)}}
+    sets = peer_sets(result)
+    assert sets == {("asr", "synthetic"): result["tasks"]["asr"], ("asr", "festival"): result["festival"]["asr"],
+                    ("asr", "real"): result["real"]["asr"]}
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps(result))
+    assert attach(path, tmp_path, log=lambda _: None) == 3
+    peers = load_card(tmp_path / "asr.json").peers
+    assert {name: p["systems"]["whisper"]["wer"] for name, p in peers.items()} == \
+        {"synthetic": 0.1, "festival": 0.2, "real": 0.3}
+    assert "festival, a synthesizer never trained on (test split), 2 clips" in (tmp_path / "asr.md").read_text()
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("peers.json", {("denoise", "synthetic")}),
+    ("peers-real.json", {("asr", "real"), ("kws", "real")}),
+    ("peers-real-kws.json", {("kws", "real")}),
+])
+def test_the_result_files_of_earlier_runs_still_read(name, expected):
+    result = json.loads((RESULTS / name).read_text())  # read only
+    sets = peer_sets(result)
+    assert set(sets) == expected
+    assert all(isinstance(entry["clips"], int) and entry["systems"] for entry in sets.values())
+
+
+def test_an_older_synthetic_sample_is_not_taken_for_the_card_set_even_with_as_many_clips(tmp_path):
+    """Runs before the card's sets sampled the whole test split, festival voices included: same count, other clips."""
+    old = json.loads((RESULTS / "peers.json").read_text())
+    clips = old["tasks"]["denoise"]["clips"]
+    write_card(tmp_path, "denoise", {"synthetic": clips})
+    messages: list[str] = []
+    assert attach(RESULTS / "peers.json", tmp_path, log=messages.append) == 0
+    assert load_card(tmp_path / "denoise.json").peers is None
+    assert any("denoise/synthetic: skipped, an older run" in m for m in messages)
+    # the real set of an older run is the card's: it is written
+    real = json.loads((RESULTS / "peers-real-kws.json").read_text())["real"]["kws"]["clips"]
+    write_card(tmp_path, "kws", {"real": real})
+    assert attach(RESULTS / "peers-real-kws.json", tmp_path, log=lambda _: None) == 1
+    assert set(load_card(tmp_path / "kws.json").peers) == {"real"}
