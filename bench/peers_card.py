@@ -72,8 +72,8 @@ def attach(result_path: Path, checkpoint_dir: Path = CHECKPOINT_DIR, log=print) 
             continue
         card = load_card(card_path)
         clips = ((card.evaluation or {}).get("sets", {}).get(name) or {}).get("clips")
-        if not_the_card_set(name, entry):
-            log(f"{task}/{name}: skipped, {not_the_card_set(name, entry)}")
+        if reason := not_the_card_set(name, entry):
+            log(f"{task}/{name}: skipped, {reason}")
             continue
         if clips != entry["clips"]:
             log(f"{task}/{name}: skipped, the peers ran on {entry['clips']} clips and the card's set has {clips}")

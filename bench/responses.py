@@ -33,7 +33,8 @@ import numpy as np
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service import start_server  # noqa: E402
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from service import start_server, wav_bytes  # noqa: E402
 
 VOLATILE = {"id", "session_id", "request_id", "created", "created_at", "pid", "pids", "uptime_s", "rtf",
             "processing_seconds", "processing_ms", "elapsed_s", "elapsed_ms", "started_at", "last_batch_at"}
@@ -41,22 +42,14 @@ SENTENCE = "turn on the kitchen light and set a timer for seven minutes"
 DIGITS = "one two three"
 
 
-def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
-
-
 def spoken(text: str, folder: Path) -> np.ndarray:
-    """espeak-ng's default voice at 16 kHz, as float samples (espeak-ng writes 22.05 kHz; sox resamples,
-    repeatably and without dither, so the bytes are the same every time)."""
-    raw, out = folder / "raw.wav", folder / "out.wav"
+    """espeak-ng's default voice at 16 kHz, as float samples (espeak-ng writes 22.05 kHz; resampled by torchaudio,
+    which, unlike sox's default dither, gives the same samples every time)."""
+    from training.corpus.tts import read_wav, to_16k
+
+    raw = folder / "raw.wav"
     subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", "-R", "-D", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
-    with wave.open(str(out)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+    return to_16k(*read_wav(raw))
 
 
 def make_audio() -> dict[str, bytes]:

@@ -45,10 +45,15 @@ def clip(seconds: float, rate: int = 16000) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     x = 0.3 * np.sin(2 * math.pi * (200 * t + 30 * t**2)) * (0.5 + 0.5 * np.sin(2 * math.pi * 4 * t) ** 2)
     x += 0.02 * np.random.default_rng(0).standard_normal(len(t))
+    return wav_bytes(x, rate)
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
+    """Float samples in [-1, 1] as the bytes of a 16-bit mono WAV file (clipped, truncated toward zero)."""
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return buffer.getvalue()
 
 
