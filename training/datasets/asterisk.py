@@ -29,9 +29,6 @@ G.722 is decoded once by :func:`build_cache` into ``data/asterisk`` (16-bit WAVs
 the Debian packages are absent, :class:`AsteriskNotInstalled` says which ``apt-get install`` to run.
 ``python -m training.datasets.asterisk [--out DIR] [--force]`` builds the cache and prints its counts.
 
-One module of about 450 lines on purpose: the source, the cache and the three views of it are one idea (the real
-set), and a reader checking that nothing of it reaches training wants it in one place.
-
 One module of about 450 lines on purpose: the transcript rules, the cache and the three views are one idea (which
 clips count as real speech and how each task sees them); split, the rules would sit apart from the views whose
 labels they decide.

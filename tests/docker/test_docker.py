@@ -6,13 +6,10 @@ Building and running the image is docker/verify.sh (minutes, needs a Docker engi
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+from k8s_testkit import COMPOSE, DOCKERFILE
 
 from app.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE = (ROOT / "docker" / "compose.yaml").read_text()
-DOCKERFILE = (ROOT / "docker" / "Dockerfile").read_text()
 
 # Fixed by the image: the server must listen on every interface, on the port the image exposes.
 SET_BY_IMAGE = {"host", "port"}

@@ -1,7 +1,7 @@
 """The optional Wyoming component (docker/k8s/components/wyoming) on the CPU overlay: valid against the Kubernetes
 schemas, and in agreement with the service: the URI it sets parses as the setting, listens on every interface of
 the pod at the container port it opens, and its own Service reaches that port on the same pods; the rest still
-passes every check of tests/test_k8s.py. Without the component, Wyoming stays off. Each check also runs on a
+passes every check of tests/docker/test_k8s.py. Without the component, Wyoming stays off. Each check also runs on a
 broken copy, to show it can fail.
 """
 
@@ -12,8 +12,8 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from test_k8s import (K8S, OVERLAYS, app_routes, build, consistency_problems, container, one,  # noqa: F401
-                      problems_when_broken, schema_errors, set_in_configmap)
+from k8s_testkit import (K8S, OVERLAYS, build, consistency_problems, container, one, problems_when_broken,
+                         schema_errors, set_in_configmap)
 
 from app.settings import Settings
 
