@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import socket
 import struct
 import typing
 
 from soak_protocols import CAPACITY_CODES, Session, session_after_session
 from soak_streams import StreamTally
+from wyoming.event import Event, async_write_event
+
+from app.wyoming.framing import FramingError, read_event
 
 __all__ = ["WYOMING_PATTERNS", "WyomingSession", "wyoming_streamer"]
 
@@ -26,24 +28,9 @@ WYOMING_EVENTS = {"info", "pong", "error", "transcript", "transcript-start", "tr
                   "detection", "not-detected"}
 
 
-def wyoming_event(kind: str, data: dict | None = None, payload: bytes | None = None) -> bytes:
-    body = json.dumps(data).encode() if data else b""
-    header = {"type": kind, "version": "1.5.0", "data_length": len(body), "payload_length": len(payload or b"")}
-    return json.dumps(header).encode() + b"\n" + body + (payload or b"")
-
-
-async def read_wyoming_event(reader: asyncio.StreamReader) -> dict | None:
-    """The next server event, read strictly; None at the end of the stream."""
-    line = await reader.readline()
-    if not line:
-        return None
-    header = json.loads(line)
-    data = dict(header.get("data") or {})
-    if header.get("data_length"):
-        data.update(json.loads(await reader.readexactly(header["data_length"])))
-    if header.get("payload_length"):
-        await reader.readexactly(header["payload_length"])
-    return {"type": header["type"], "data": data}
+async def send(writer: asyncio.StreamWriter, kind: str, data: dict | None = None, payload: bytes | None = None) -> None:
+    """One client event, framed by the ``wyoming`` package, as Home Assistant frames it."""
+    await async_write_event(Event(kind, data, payload), writer)
 
 
 class WyomingSession(Session):
@@ -70,7 +57,10 @@ class WyomingSession(Session):
 
     async def read(self, reader: asyncio.StreamReader) -> None:
         try:
-            while (event := await read_wyoming_event(reader)) is not None:
+            # The service's own strict reader: a malformed server event is a FramingError, not an end of stream
+            # (wyoming.event.async_read_event returns None for both).
+            while (received := await read_event(reader)) is not None:
+                event = {"type": received.type, "data": received.data}
                 self.events.append(event)
                 self.tally.count(self.tally.messages, event["type"])
                 if event["type"] not in WYOMING_EVENTS:
@@ -81,7 +71,7 @@ class WyomingSession(Session):
                         self.capacity = self.capacity or f"error_{code}"
                     else:
                         self.problem("error_event", f"{code}: {event['data'].get('text')}")
-        except (ValueError, KeyError, asyncio.IncompleteReadError) as err:
+        except (FramingError, ValueError, KeyError) as err:
             self.problem("invalid_event", repr(err))
         except ConnectionError:
             pass
@@ -94,15 +84,14 @@ class WyomingSession(Session):
         fmt = {"rate": WYOMING_RATE, "width": 2, "channels": 1}
         try:
             if self.pattern == "describe":
-                writer.write(wyoming_event("describe"))
+                await send(writer, "describe")
             detect = self.pattern == "detect"
-            writer.write(wyoming_event("detect") if detect else wyoming_event("transcribe", {"language": "en"}))
-            writer.write(wyoming_event("audio-start", fmt))
+            await (send(writer, "detect") if detect else send(writer, "transcribe", {"language": "en"}))
+            await send(writer, "audio-start", fmt)
             self.tally.started += 1
             self.tally.count(self.tally.by_pattern, self.pattern)
             async for chunk in self.paced.chunks(self.seconds):
-                writer.write(wyoming_event("audio-chunk", fmt, chunk))
-                await writer.drain()
+                await send(writer, "audio-chunk", fmt, chunk)
             if self.pattern in ("abandon", "drop"):
                 if self.pattern == "drop":  # a reset: no goodbye at all
                     writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -112,8 +101,8 @@ class WyomingSession(Session):
                     writer.write_eof()
                 await asyncio.wait_for(listener, self.timeout)
                 return "abandoned"
-            writer.write(wyoming_event("audio-stop") + wyoming_event("ping", {"text": self.SENTINEL}))
-            await writer.drain()
+            await send(writer, "audio-stop")
+            await send(writer, "ping", {"text": self.SENTINEL})
             if not await self.until(lambda: "pong" in self._types(), listener):
                 if not self.capacity:
                     self.problem("closed_early" if listener.done() else "timeout", f"no pong; last {self._types()[-3:]}")
