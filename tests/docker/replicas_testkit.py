@@ -4,6 +4,9 @@
 ``/metrics``; ``Nginx`` runs nginx with docker/nginx/centaurus.conf, only its server and listen lines replaced
 (:func:`render`); ``Load`` sends uploads through nginx and records each one's status, latency and the replicas
 nginx tried; ``Stream`` is one websocket session through nginx. Every client has a bounded timeout.
+
+About 440 lines in one module on purpose: the processes and the load on them are one harness, read together
+when a test of test_replicas.py fails (a lost upload is explained by what the replica and nginx did).
 """
 
 from __future__ import annotations
