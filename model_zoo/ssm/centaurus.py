@@ -194,11 +194,13 @@ class SSMLayer(nn.Module):
         batch, _, length = x.shape
         plan = plan or self.contraction_plan(batch, length)
         u = x.reshape(batch, self.groups, -1, length) if "g" in self.spec.network.indices[0] else x
-        y = self._contract(u, plan, length).reshape(batch, self.out_channels, length)
-        return y if self.bias is None else y + self.bias[:, None]
+        return self._contract(u, plan, length).reshape(batch, self.out_channels, length)
 
     def _contract(self, u: Tensor, plan: ContractionPlan, length: int) -> Tensor:
+        """The plan's steps, the output bias added by the last one (:func:`time_product` can fold it into its
+        matmul) or after it."""
         net = self.spec.network
+        bias = self.bias
         decay, freq, dt = self.discretised()
         operands: list[tuple[str, Tensor | LazyBasis | None, str]] = []
         for name, idx in zip(net.names, net.indices):
@@ -224,10 +226,16 @@ class SSMLayer(nn.Module):
                     kernel = kernel.materialise(fft_length(length)) if isinstance(kernel, LazyBasis) else kernel
                     tensor = fft_contract(spec, x_side[1], kernel, self.memory_limit)
             else:
-                tensor = time_product(a[2], b[2], out, materialised(a[1]), materialised(b[1]))
+                last = not rest
+                tensor = time_product(a[2], b[2], out, materialised(a[1]), materialised(b[1]),
+                                      bias=bias if last else None)
+                bias = None if last else bias
             operands = rest + [(a[0] + b[0], tensor, out)]
         name, tensor, idx = operands[0]
-        return tensor.permute([idx.index(c) for c in net.output])
+        y = tensor.permute([idx.index(c) for c in net.output])
+        if bias is not None:
+            y = y + bias.reshape([1 if c in ("b", TIME) else self.sizes[c] for c in net.output])
+        return y
 
     def _basis(
         self, weight: Tensor | None, weight_idx: str, out: str, decay: Tensor, freq: Tensor, dt: Tensor,

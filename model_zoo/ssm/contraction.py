@@ -62,27 +62,45 @@ def result_indices(operand_indices: str, kept: str, output: str) -> str:
     return "".join(chosen) + (TIME if TIME in operand_indices else "")
 
 
-def time_product(a_idx: str, b_idx: str, out: str, a: Tensor, b: Tensor) -> Tensor:
+def time_product(a_idx: str, b_idx: str, out: str, a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     """A time-domain step. The common one, weight ``(free..., summed...)`` times signal
     ``(prefix..., summed..., t)`` into ``(prefix..., free..., t)``, runs as one matmul broadcast over the
     prefix, reading and writing the signal in its layout (``torch.einsum`` permutes it to ``(summed, prefix t)``
-    and the result back); anything else goes to ``torch.einsum``."""
+    and the result back); anything else goes to ``torch.einsum``.
+
+    ``bias`` (the layer's output bias, one value per output channel, in the order of ``out`` without batch and
+    time) is added to the result. Where the signal has fewer rows than the result (``summed`` < ``free``, as in
+    the last step of neck: 4 state blocks into 64 channels), it rides in the matmul as one more summed row, a
+    row of ones, instead: appending that row copies the small signal, while adding afterwards reads and writes
+    the large result once more (neck's forward: 2.5 of 17 ms at the bench shapes, one thread)."""
     if TIME in b_idx and TIME not in a_idx:
         a_idx, b_idx, a, b = b_idx, a_idx, b, a
+    sizes = dict(zip(a_idx, a.shape)) | dict(zip(b_idx, b.shape))
     if TIME in a_idx and TIME not in b_idx:
         summed = "".join(c for c in a_idx if c in b_idx and c not in out)
         free = "".join(c for c in b_idx if c not in summed)
         prefix = a_idx[: len(a_idx) - len(summed) - 1]
         if summed and a_idx == prefix + summed + TIME and out == prefix + free + TIME and not set(prefix) & set(b_idx):
-            sizes = dict(zip(a_idx, a.shape)) | dict(zip(b_idx, b.shape))
             count = lambda s: math.prod(sizes[c] for c in s)  # noqa: E731
             weight = b.permute([b_idx.index(c) for c in free + summed]).reshape(count(free), count(summed))
             signal = a.reshape(count(prefix), count(summed), a.shape[-1])
+            if bias is not None and count(summed) < count(free):
+                weight = torch.cat([weight, bias.reshape(-1, 1).to(weight.dtype)], dim=1)
+                signal = torch.cat([signal, signal.new_ones(signal.shape[0], 1, signal.shape[-1])], dim=1)
+                bias = None
             # bmm with the weight expanded (stride 0) over the prefix: under autograd, torch.matmul folds this
             # into one (prefix t, summed) x (summed, free) product with transposing copies, 2-3x slower.
             weight = weight.expand(signal.shape[0], *weight.shape)
-            return torch.bmm(weight, signal).view(*(sizes[c] for c in out))
-    return torch.einsum(f"{a_idx},{b_idx}->{out}", a, b)
+            result = torch.bmm(weight, signal).view(*(sizes[c] for c in out))
+            return result if bias is None else result + _aligned_bias(bias, out, sizes)
+    result = torch.einsum(f"{a_idx},{b_idx}->{out}", a, b)
+    return result if bias is None else result + _aligned_bias(bias, out, sizes)
+
+
+def _aligned_bias(bias: Tensor, out: str, sizes: dict[str, int]) -> Tensor:
+    """The bias ``(C_out,)`` viewed against a result with indices ``out``: its channel indices (all but batch
+    and time) keep their sizes, the others are 1."""
+    return bias.reshape([1 if c in ("b", TIME) else sizes[c] for c in out])
 
 
 @dataclass
