@@ -55,9 +55,14 @@ from .fftconv import fft_contract, fft_length, irfft_time, rfft_time
 from .planner import TIME, ContractionPlan, enumerate_plans, plan_contraction
 from .sensitive import SENSITIVE_PARAMETERS
 
-__all__ = ["SSMLayer", "MODES", "SENSITIVE_PARAMETERS"]
+__all__ = ["SSMLayer", "MODES", "SENSITIVE_PARAMETERS", "TRAINING_SCAN_MIN_LENGTH"]
 
 MODES = ("dws", "s5", "neck", "full", "group")
+# Training sequences this long or longer convolve by whichever of scan and FFT is cheaper, shorter ones by FFT.
+# Forward+backward, batch 8, 64 channels, one thread, FFT vs scan (bench/README.md, "Training path"): at 1000
+# steps dws 19 vs 31 ms and neck 3.3 vs 4.9 ms (s5 26 vs 15); at 4000 dws 129 vs 99, s5 88 vs 57, neck 20 vs 20;
+# at 16000 dws 479 vs 227, s5 549 vs 230, neck 44 vs 45. Our networks train at frame rate, under 2000 steps.
+TRAINING_SCAN_MIN_LENGTH = 4000
 # Entries of the step cache: a few chunk lengths are in use at a time, each with up to three kinds of entry.
 _STEP_CACHE_ENTRIES = 16
 
@@ -165,17 +170,18 @@ class SSMLayer(nn.Module):
     def _sizes_for(self, batch: int, length: int) -> dict[str, int]:
         return {**self.sizes, "b": batch, TIME: length}
 
-    def convolution_policy(self) -> str:
-        """How the convolution step runs now (``planner.CONVOLUTIONS``): by FFT while training (module in
-        training mode with autograd on, as the paper trains; at the frame-rate lengths our networks train on it
-        was also 2-5x faster forward+backward than the scan, whose many small matrix products dominate there),
-        else whichever of scan and FFT the cost model finds cheaper."""
-        return "fft" if self.training and torch.is_grad_enabled() else "auto"
+    def convolution_policy(self, length: int) -> str:
+        """How the convolution step runs now (``planner.CONVOLUTIONS``): by FFT while training on sequences
+        shorter than :data:`TRAINING_SCAN_MIN_LENGTH` (module in training mode with autograd on), else whichever of
+        scan and FFT the cost model finds cheaper. The cost model counts forward FLOPs; backward through the scan's
+        many small matrix products costs more than that at short lengths, which is where the FFT wins."""
+        short = length < TRAINING_SCAN_MIN_LENGTH
+        return "fft" if self.training and torch.is_grad_enabled() and short else "auto"
 
     def contraction_plan(self, batch: int, length: int, convolution: str | None = None) -> ContractionPlan:
         """The order chosen for this (batch, length), its steps and estimated cost (cached).
         ``convolution`` (``"auto"``, ``"fft"``, ``"scan"``) defaults to :meth:`convolution_policy`."""
-        key = (batch, length, convolution or self.convolution_policy())
+        key = (batch, length, convolution or self.convolution_policy(length))
         if key not in self._plans:
             sizes = self._sizes_for(batch, length)
             self._plans[key] = plan_contraction(

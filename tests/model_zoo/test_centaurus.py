@@ -11,7 +11,7 @@ import torch
 from torch.nn.functional import softplus
 
 from model_zoo import SSMLayer
-from model_zoo.ssm.centaurus import MODES
+from model_zoo.ssm.centaurus import MODES, TRAINING_SCAN_MIN_LENGTH
 from model_zoo.ssm.planner import CONVOLUTIONS
 
 B, C_IN, C_OUT, N, L = 2, 4, 6, 3, 40
@@ -112,16 +112,17 @@ def test_chosen_order_is_cheapest(mode, batch, length):
         assert layer.contraction_plan(batch, length, convolution) is chosen  # cached per shape and policy
 
 
-def test_training_convolves_by_fft_and_inference_by_the_cheaper():
+def test_training_convolves_short_sequences_by_fft_and_the_rest_by_the_cheaper():
     layer = SSMLayer(64, 64, 16, "dws")
     x = torch.randn(2, 64, 1000)
-    assert layer.training and layer.convolution_policy() == "fft"
-    assert {s.kind for s in layer.contraction_plan(8, 16000).steps} >= {"fft"}
-    with torch.no_grad():
-        assert layer.convolution_policy() == "auto"
-    layer.eval()
-    assert layer.convolution_policy() == "auto"
+    short, long = TRAINING_SCAN_MIN_LENGTH - 1, TRAINING_SCAN_MIN_LENGTH
+    assert layer.training and layer.convolution_policy(short) == "fft" and layer.convolution_policy(long) == "auto"
+    assert "fft" in {s.kind for s in layer.contraction_plan(8, short).steps}
     assert "scan" in {s.kind for s in layer.contraction_plan(8, 16000).steps}  # the cheaper at this length
+    with torch.no_grad():
+        assert layer.convolution_policy(short) == "auto"
+    layer.eval()
+    assert layer.convolution_policy(short) == "auto"
     layer.train()
     used = []
     original = layer._contract
