@@ -71,7 +71,7 @@ _SMOKE = dict(_COMMON_SYNTH, evaluation_sets=("synthetic", "festival"))
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # ---- shipped checkpoints, embedded corpus, CPU ----
-    Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=40000, batch_size=32, lr=5e-3,
+    Recipe(name="kws-synthetic", task="kws", data_root="data/corpus/kws", steps=80000, batch_size=32, lr=5e-3,
            weight_decay=0.05, warmup_fraction=0.03, eval_every=5000, tolerance={"accuracy": 0.02},
            corpus_size="300,30,50", **_COMMON_SYNTH),
     Recipe(name="denoise-synthetic", task="denoise", data_root="data/corpus/asr", corpus_task="asr", steps=32000,
