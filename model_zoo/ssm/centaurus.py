@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from .basis import complex_powers
 from .block_step import BLOCK_MODES, BLOCK_STEP_ELEMENTS, BlockOperators, block_operators, block_step
 from .cache import DerivedCache
-from .contraction import LazyBasis, materialised, mode_spec, result_indices, scan_product, time_product
+from .contraction import LazyBasis, aligned_bias, materialised, mode_spec, result_indices, scan_product, time_product
 from .fftconv import fft_contract, fft_length, irfft_time, rfft_time
 from .planner import TIME, ContractionPlan, enumerate_plans, plan_contraction
 from .sensitive import SENSITIVE_PARAMETERS
@@ -240,7 +240,7 @@ class SSMLayer(nn.Module):
         name, tensor, idx = operands[0]
         y = tensor.permute([idx.index(c) for c in net.output])
         if bias is not None:
-            y = y + bias.reshape([1 if c in ("b", TIME) else self.sizes[c] for c in net.output])
+            y = y + aligned_bias(bias, net.output, self.sizes)
         return y
 
     def _basis(

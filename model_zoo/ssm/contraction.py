@@ -21,7 +21,8 @@ from torch import Tensor
 from .basis import basis_convolution, weighted_basis
 from .planner import TIME, TensorNetwork
 
-__all__ = ["ModeSpec", "mode_spec", "result_indices", "time_product", "LazyBasis", "materialised", "scan_product"]
+__all__ = ["ModeSpec", "mode_spec", "result_indices", "time_product", "aligned_bias", "LazyBasis", "materialised",
+           "scan_product"]
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,12 @@ def time_product(a_idx: str, b_idx: str, out: str, a: Tensor, b: Tensor, bias: T
             # into one (prefix t, summed) x (summed, free) product with transposing copies, 2-3x slower.
             weight = weight.expand(signal.shape[0], *weight.shape)
             result = torch.bmm(weight, signal).view(*(sizes[c] for c in out))
-            return result if bias is None else result + _aligned_bias(bias, out, sizes)
+            return result if bias is None else result + aligned_bias(bias, out, sizes)
     result = torch.einsum(f"{a_idx},{b_idx}->{out}", a, b)
-    return result if bias is None else result + _aligned_bias(bias, out, sizes)
+    return result if bias is None else result + aligned_bias(bias, out, sizes)
 
 
-def _aligned_bias(bias: Tensor, out: str, sizes: dict[str, int]) -> Tensor:
+def aligned_bias(bias: Tensor, out: str, sizes: dict[str, int]) -> Tensor:
     """The bias ``(C_out,)`` viewed against a result with indices ``out``: its channel indices (all but batch
     and time) keep their sizes, the others are 1."""
     return bias.reshape([1 if c in ("b", TIME) else sizes[c] for c in out])
