@@ -61,7 +61,8 @@ MODES = ("dws", "s5", "neck", "full", "group")
 # Training sequences this long or longer convolve by whichever of scan and FFT is cheaper, shorter ones by FFT.
 # Forward+backward, batch 8, 64 channels, one thread, FFT vs scan (bench/README.md, "Training path"): at 1000
 # steps dws 19 vs 31 ms and neck 3.3 vs 4.9 ms (s5 26 vs 15); at 4000 dws 129 vs 99, s5 88 vs 57, neck 20 vs 20;
-# at 16000 dws 479 vs 227, s5 549 vs 230, neck 44 vs 45. Our networks train at frame rate, under 2000 steps.
+# at 16000 dws 479 vs 227, s5 549 vs 230, neck 44 vs 45. Our networks train at frame rate, under 1000 steps (the
+# recognizer's layers see 999 at 30 s of audio, the denoiser's 1000 at its 1 s segments).
 TRAINING_SCAN_MIN_LENGTH = 4000
 # Entries of the step cache: a few chunk lengths are in use at a time, each with up to three kinds of entry.
 _STEP_CACHE_ENTRIES = 16
