@@ -31,6 +31,22 @@ def test_a_bad_model_path_fails_at_startup(tmp_path):
         create_app(Settings(models={"asr": str(tmp_path / "missing.json")}, worker_mode="thread"))
 
 
+def test_serve_runs_uvicorn_on_uvloop(tiny_models, monkeypatch):
+    """The event loop is chosen, not left to uvicorn's "auto" (which falls back to asyncio's quietly)."""
+    import json
+
+    import uvicorn
+    import uvloop  # noqa: F401 - a dependency of serving: its absence fails here
+
+    import model_zoo.runtime
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    monkeypatch.setattr(model_zoo.runtime, "keep_freed_memory", lambda: None)
+    assert main(["serve", "--models", json.dumps(tiny_models), "--worker-mode", "thread"]) == 0
+    assert len(calls) == 1 and calls[0]["loop"] == "uvloop"
+
+
 def test_cli_help_lists_serve(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--help"])
