@@ -20,7 +20,7 @@ __all__ = ["main"]
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from model_zoo.runtime import keep_freed_memory
+    from model_zoo.runtime import freeze_loaded_objects, keep_freed_memory
 
     from .main import create_app
     from .settings import Settings, UnknownSetting, check_environment
@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keep_freed_memory()
     app = create_app(settings)
+    freeze_loaded_objects()  # what is imported and built by now lives as long as the process
     # Graceful shutdown: uvicorn lets open requests finish, then the lifespan drains the pool.
     # uvloop, not asyncio's loop: live streams are many small websocket frames, and on asyncio's loop uvicorn's
     # pause and resume of reading around every frame alone took 15% of the service process at 64 streams;

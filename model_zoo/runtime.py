@@ -1,14 +1,16 @@
-"""Process-level runtime choices: which device to run on, and how the C allocator treats large tensors."""
+"""Process-level runtime choices: which device to run on, how the C allocator treats large tensors, and what the
+garbage collector walks."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 import torch
 
-__all__ = ["select_device", "keep_freed_memory"]
+__all__ = ["select_device", "keep_freed_memory", "freeze_loaded_objects"]
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +51,18 @@ def keep_freed_memory() -> bool:
     if not ok:
         log.info("allocator tuning not available (not glibc)")
     return ok
+
+
+def freeze_loaded_objects() -> int:
+    """Move every object alive now out of reach of the garbage collector's full passes (``gc.freeze``).
+
+    A process that has imported torch and loaded models holds 190-230 thousand tracked objects, and one full
+    collection walks them all: 70 ms in a worker with the shipped models, 105 ms in the service process, on the
+    2-core CPU. Live streams keep objects alive step after step, so full collections come every few seconds, and
+    each one stalled every stream of that process. Loaded once and kept for the process's life, these objects
+    are never garbage; freezing them leaves the passes only what was made since. Called by long-running entry
+    points once loaded (the service, its workers), never on import. Returns the number of objects frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

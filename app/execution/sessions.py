@@ -51,11 +51,13 @@ class SessionHandle:
             self._check_alive()
             return await self.pool.submit("segment", self.model, self.id, 1, deadline, self.slot)
 
-    async def finish(self, deadline: float) -> Any:
+    async def finish(self, deadline: float, drop_frames: int = 0) -> Any:
+        """The final result; ``drop_frames``: the last output frames stepped are left out of it (a recognizer's
+        utterance that ended inside a call of several steps, :mod:`app.streaming.utterances`)."""
         async with self._lock:
             try:
                 self._check_alive()
-                return await self.pool.submit("finish", self.model, self.id, 1, deadline, self.slot)
+                return await self.pool.submit("finish", self.model, (self.id, drop_frames), 1, deadline, self.slot)
             finally:
                 self.closed = True
                 self.slot.sessions.discard(self.id)

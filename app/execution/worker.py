@@ -7,7 +7,7 @@ so one bad item (or a failed batch) fails only the requests it belongs to.
 
 Operations: ``forward`` (whole clips, padded into one call), and for streaming sessions resident here
 ``open`` (returns the stream's quantum and latency) / ``step`` / ``segment`` (a result so far, the stream goes on)
-/ ``finish`` / ``close``.
+/ ``finish`` (the final result, a recognizer's last frames left out if asked) / ``close``.
 """
 
 from __future__ import annotations
@@ -103,9 +103,10 @@ class Worker:
             if job.op == "segment":  # items: session_id
                 return [runner.segment(self.sessions[session_id]) if session_id in self.sessions
                         else self._unknown(session_id) for session_id in job.items]
-            if job.op == "finish":  # items: session_id
-                return [runner.finish(self.sessions.pop(session_id)) if session_id in self.sessions
-                        else self._unknown(session_id) for session_id in job.items]
+            if job.op == "finish":  # items: (session_id, drop_frames); only a recognizer drops frames
+                return [(runner.finish(self.sessions.pop(session_id), drop) if drop
+                         else runner.finish(self.sessions.pop(session_id))) if session_id in self.sessions
+                        else self._unknown(session_id) for session_id, drop in job.items]
             if job.op == "close":
                 for session_id in job.items:
                     self.sessions.pop(session_id, None)
@@ -128,7 +129,7 @@ def serve(conn: Any, spec: WorkerSpec) -> None:
     A reader thread drains the pipe into a local queue at all times, so the service process never blocks on
     a full pipe while this worker computes. EOF on the pipe (the service died) stops the worker too.
     """
-    from model_zoo.runtime import keep_freed_memory
+    from model_zoo.runtime import freeze_loaded_objects, keep_freed_memory
 
     logging.basicConfig(level=os.environ.get("CENTAURUS_WORKER_LOG_LEVEL", "WARNING"))
     keep_freed_memory()  # a worker reuses the same large buffers request after request
@@ -138,6 +139,7 @@ def serve(conn: Any, spec: WorkerSpec) -> None:
     except Exception as err:  # noqa: BLE001 - reported to the service, which decides what to do
         conn.send(("fatal", f"{type(err).__name__}: {err}"))
         return
+    freeze_loaded_objects()  # the models stay for the process's life: full collections skip them
     conn.send(("ready", {"cards": cards, "pid": os.getpid()}))
     inbox: queue.Queue = queue.Queue()
 

@@ -52,12 +52,12 @@ class LiveStream:
         self.quantum = max(1, int(session.info.get("quantum", 1)))
         self.resampler = StreamResampler(client_rate, model_rate)
         self._chunks: list[np.ndarray] = []
+        self._stepping = np.zeros(0, np.float32)  # the chunk of the call in flight (or just delivered)
         self.buffered = 0  # model-rate samples waiting for the model
         self.stepped = 0  # model-rate samples the model has seen
         self.received = 0  # client-rate samples received
         self.processing = 0.0  # seconds spent in session calls (queueing included)
         self.failure: BaseException | None = None
-        self.catch_up_steps = CATCH_UP_STEPS  # 1: always exactly one step (endpointing needs it; see Utterances)
         self._draining = False
         self._busy = False
         self._cond = asyncio.Condition()
@@ -105,7 +105,7 @@ class LiveStream:
             # network call. A backlog goes up to CATCH_UP_STEPS steps at a time: a stream has one call in flight,
             # so at one step per call, a stream whose call once took longer than a step would never catch up
             # (bench/streams.py: 64 denoise streams drifted seconds behind with the workers a third busy).
-            return self.step * min(self.buffered // self.step, self.catch_up_steps)
+            return self.step * min(self.buffered // self.step, CATCH_UP_STEPS)
         return self.buffered if self._draining else 0
 
     def _take(self, size: int) -> np.ndarray:
@@ -120,7 +120,7 @@ class LiveStream:
             while True:
                 async with self._cond:
                     await self._cond.wait_for(lambda: self._next_size() > 0)
-                    chunk = self._take(self._next_size())
+                    chunk = self._stepping = self._take(self._next_size())
                     self._busy = True
                 started = time.perf_counter()
                 result = await self.session.step(chunk, time.monotonic() + self.deadline_seconds)
@@ -136,6 +136,18 @@ class LiveStream:
             async with self._cond:
                 self.failure, self._busy = err, False
                 self._cond.notify_all()
+
+    def rewind(self, samples: int) -> None:
+        """Give back the last ``samples`` of the call just delivered: they are stepped again, first. An utterance
+        that ends inside a call of several steps hands the audio after its end to the next utterance's session
+        this way (:mod:`app.streaming.utterances`). Only from ``deliver``, while the pump is between steps."""
+        if not 0 <= samples <= len(self._stepping):
+            raise ValueError(f"cannot rewind {samples} samples of a {len(self._stepping)}-sample call")
+        if samples:
+            self._chunks.insert(0, self._stepping[len(self._stepping) - samples:])
+            self._stepping = self._stepping[:len(self._stepping) - samples]
+            self.buffered += samples
+            self.stepped -= samples
 
     async def wait_failure(self) -> BaseException:
         async with self._cond:

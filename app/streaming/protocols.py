@@ -112,7 +112,6 @@ class TranscribeProtocol(TaskProtocol):
                 "blank_probs": True}
 
     async def on_open(self) -> None:
-        # Before any audio: with endpointing on, the stream steps one step at a time (Utterances.set_rules).
         self.utterances = Utterances(self.stream, self.reopen, self._rules(), self.stream.quantum / self.rate)
 
     def _rules(self) -> EndpointRules | None:
@@ -135,11 +134,15 @@ class TranscribeProtocol(TaskProtocol):
 
     async def on_step(self, result: Any) -> None:
         partial, blank = step_parts(result)
-        if partial is not None and self.interim and partial.text != self.last_partial:
+        endpoint = self.utterances.push(blank)
+        # A partial that ran past the endpoint (frames given back for the next utterance) is not sent: the final
+        # of the utterance follows at once.
+        fresh = partial is not None and self.interim and partial.text != self.last_partial
+        if fresh and not self.utterances.rewound:
             self.last_partial = partial.text
             await self.conn.send(TranscriptPartial(segment=self.segment, text=partial.text,
                                                    start=self.segment_start, end=self._now()))
-        if self.utterances.push(blank) is not None:
+        if endpoint is not None:
             transcript = await self.utterances.cut()
             if transcript.text or self.last_partial:
                 await self._final(transcript)

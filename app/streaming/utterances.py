@@ -15,6 +15,7 @@ Realtime adapter (:mod:`app.streaming.realtime`) both run their utterances throu
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
@@ -24,7 +25,7 @@ from model_zoo.nets.ctc import Transcript
 from model_zoo.pipelines.endpoint import Endpoint, EndpointDetector, EndpointRules
 
 from ..execution.sessions import SessionHandle
-from .live import CATCH_UP_STEPS, LiveStream
+from .live import LiveStream
 
 __all__ = ["Utterances", "shifted", "step_parts"]
 
@@ -65,6 +66,7 @@ class Utterances:
         self.set_rules(rules)
         self.session_start = 0  # where the current recognizer session began (word times are relative to it)
         self.start = 0  # where the current utterance began
+        self.rewound = 0  # frames of the last call given back to the stream at an endpoint, left out of the final
 
     @property
     def rate(self) -> int:
@@ -75,10 +77,6 @@ class Utterances:
         self.endpointing = rules is not None
         if rules is not None:
             self.detector.rules = rules
-        # A cut falls after the step whose frames ended the utterance, so a stream catching up several steps in
-        # one call would move it: with endpointing on, the stream steps one step at a time, and where utterances
-        # end does not depend on the server's load.
-        self.stream.catch_up_steps = 1 if self.endpointing else CATCH_UP_STEPS
 
     @property
     def speech_start(self) -> float | None:
@@ -88,11 +86,24 @@ class Utterances:
         return self.start / self.rate + self.detector.speech_start * self.frame_seconds
 
     def push(self, blank: np.ndarray | None) -> Endpoint | None:
-        """A step's blank posteriors; the endpoint they end the utterance at, if any (endpointing on)."""
+        """A call's blank posteriors; the endpoint they end the utterance at, if any (endpointing on).
+
+        The frames are read a step at a time, so the utterance ends after the step that ended it, as at real-time
+        pace, even when a stream that fell behind stepped several steps in one call: the frames of the call's later
+        steps are given back to the stream (:meth:`LiveStream.rewind`), to be stepped again by the next utterance's
+        session, and left out of this one's final (:meth:`cut`, which must follow). Where utterances end does not
+        depend on the server's load.
+        """
         if blank is None:
             return None
-        endpoint = self.detector.push(blank)
-        return endpoint if self.endpointing else None
+        per_step = max(1, self.stream.step // self.stream.quantum)
+        for at in range(0, len(blank), per_step):
+            endpoint = self.detector.push(blank[at:at + per_step])
+            if endpoint is not None and self.endpointing:
+                self.rewound = len(blank) - min(len(blank), at + per_step)
+                self.stream.rewind(self.rewound * self.stream.quantum)
+                return endpoint
+        return None
 
     def _next_utterance(self) -> None:
         self.start = self.stream.stepped
@@ -100,8 +111,8 @@ class Utterances:
 
     async def _finish_and_reopen(self) -> tuple[Transcript, SessionHandle]:
         # Both at once: the fresh session does not need the old one's final, and the stream's pump waits for both.
-        transcript, session = await asyncio.gather(self.stream.call(self.stream.session.finish), self.reopen(),
-                                                   return_exceptions=True)
+        finish = functools.partial(self.stream.session.finish, drop_frames=self.rewound)
+        transcript, session = await asyncio.gather(self.stream.call(finish), self.reopen(), return_exceptions=True)
         if isinstance(session, BaseException):
             raise session
         if isinstance(transcript, BaseException):
@@ -125,7 +136,7 @@ class Utterances:
             raise
         offset = self.session_start / self.rate
         # The pump steps ``stream.session``; nothing steps while this runs (see above), so the swap is safe.
-        self.stream.session = session
+        self.stream.session, self.rewound = session, 0
         self.session_start = self.stream.stepped
         self._next_utterance()
         return shifted(transcript, offset)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..card import ModelCard
 
 __all__ = [
-    "Word", "Transcript", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel", "NgramLanguageModel",
+    "Word", "Transcript", "GreedyPath", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel", "NgramLanguageModel",
     "decoder_from_card", "arpa_unigrams",
 ]
 
@@ -71,22 +71,42 @@ def _words(chars: list[tuple[str, int, int, float]], frame_seconds: float, offse
     return Transcript(" ".join(w.text for w in words), tuple(words))
 
 
+class GreedyPath:
+    """The best path of a stream read frame by frame: :meth:`transcript` is :func:`greedy_decode` of every frame
+    pushed so far, and each frame is read once (a live stream's partial after each step costs its new frames, not
+    the whole utterance again). Blank is index 0."""
+
+    def __init__(self, frame_seconds: float, vocab: tuple[str, ...] = ASR_VOCAB, offset: float = 0.0) -> None:
+        self.frame_seconds, self.vocab, self.offset = frame_seconds, vocab, offset
+        self.chars: list[tuple[str, int, int, float]] = []  # (char, first frame, last frame, best probability)
+        self.frames = 0
+        self._previous = 0  # the last frame's token: a repeat of it extends its run instead of a new character
+
+    def push(self, log_probs: Tensor) -> None:
+        """The next frames' ``log_probs (vocab, frames)`` (raw logits do as well)."""
+        probs = log_probs.detach().float().softmax(dim=0)
+        best_prob, best = probs.max(dim=0)
+        chars, previous = self.chars, self._previous
+        for frame, (token, prob) in enumerate(zip(best.tolist(), best_prob.tolist()), start=self.frames):
+            if token != 0 and token == previous and chars:
+                c, first, _, p = chars[-1]
+                chars[-1] = (c, first, frame, max(p, prob))
+            elif token != 0:
+                chars.append((self.vocab[token], frame, frame, prob))
+            previous = token
+        self._previous, self.frames = previous, self.frames + best.shape[-1]
+
+    def transcript(self) -> Transcript:
+        return _words(self.chars, self.frame_seconds, self.offset)
+
+
 def greedy_decode(
     log_probs: Tensor, frame_seconds: float, vocab: tuple[str, ...] = ASR_VOCAB, offset: float = 0.0
 ) -> Transcript:
     """Best path: ``log_probs (vocab, frames)`` of one clip -> transcript with word times (blank is index 0)."""
-    probs = log_probs.detach().float().softmax(dim=0)  # also right for raw logits
-    best_prob, best = probs.max(dim=0)
-    chars: list[tuple[str, int, int, float]] = []
-    previous = 0
-    for frame, (token, prob) in enumerate(zip(best.tolist(), best_prob.tolist())):
-        if token != 0 and token == previous and chars:
-            c, first, _, p = chars[-1]
-            chars[-1] = (c, first, frame, max(p, prob))
-        elif token != 0:
-            chars.append((vocab[token], frame, frame, prob))
-        previous = token
-    return _words(chars, frame_seconds, offset)
+    path = GreedyPath(frame_seconds, vocab, offset)
+    path.push(log_probs)
+    return path.transcript()
 
 
 SENTENCE_START, SENTENCE_END = "<s>", "</s>"

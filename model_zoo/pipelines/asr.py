@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..card import ModelCard
 from ..checkpoint import CHECKPOINT_DIR
-from ..nets.ctc import BeamSearchDecoder, Transcript, decoder_from_card, greedy_decode
+from ..nets.ctc import BeamSearchDecoder, GreedyPath, Transcript, decoder_from_card, greedy_decode
 from ..vocab import ASR_VOCAB
 from .kws import Detection
 from .open_keywords import KeywordSearch, OpenKeyword, search
@@ -90,6 +90,10 @@ class Recognizer:
         if beam_search:
             return self.beam(logits, self.frame_seconds, offset=offset)
         return greedy_decode(logits, self.frame_seconds, vocab=self.vocab, offset=offset)
+
+    def greedy_path(self, offset: float = 0.0) -> GreedyPath:
+        """A stream's greedy decoding frame by frame: its transcript is ``decode(all frames, beam_search=False)``."""
+        return GreedyPath(self.frame_seconds, self.vocab, offset)
 
     def spot(self, logits: Tensor, keywords: Sequence[OpenKeyword], *, offset: float = 0.0) -> list[Detection]:
         """``logits (vocab, frames)`` of one clip -> the occurrences of ``keywords`` in it

@@ -43,6 +43,7 @@ def test_serve_runs_uvicorn_on_uvloop(tiny_models, monkeypatch):
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
     monkeypatch.setattr(model_zoo.runtime, "keep_freed_memory", lambda: None)
+    monkeypatch.setattr(model_zoo.runtime, "freeze_loaded_objects", lambda: 0)
     assert main(["serve", "--models", json.dumps(tiny_models), "--worker-mode", "thread"]) == 0
     assert len(calls) == 1 and calls[0]["loop"] == "uvloop"
 

@@ -314,5 +314,6 @@ def server_start(monkeypatch, environment: dict[str, str]) -> tuple[Settings, di
     monkeypatch.setattr(app.main, "create_app", lambda settings: seen.setdefault("settings", settings))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.setdefault("uvicorn", kwargs))
     monkeypatch.setattr(model_zoo.runtime, "keep_freed_memory", lambda: None)
+    monkeypatch.setattr(model_zoo.runtime, "freeze_loaded_objects", lambda: 0)
     assert cli.main(["serve"]) == 0
     return seen["settings"], seen["uvicorn"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import model_zoo
 from model_zoo.checkpoint import CheckpointError, load, save
 from model_zoo.nets import build_network
-from model_zoo.nets.ctc import BeamSearchDecoder, WordLanguageModel, greedy_decode
+from model_zoo.nets.ctc import BeamSearchDecoder, GreedyPath, WordLanguageModel, greedy_decode
 from model_zoo.vocab import ASR_VOCAB
 
 
@@ -77,6 +78,24 @@ def test_greedy_decode_collapses_and_times_words():
     assert t.words[1].start == pytest.approx(1.16) and t.words[1].end == pytest.approx(1.24)
     assert all(0.99 < w.confidence <= 1.0 for w in t.words)
     assert greedy_decode(emissions("l-l"), 0.02).text == "ll"  # a blank separates repeated letters
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_greedy_path_read_in_pieces_equals_greedy_decode_of_the_whole(seed):
+    """Pieces split runs of a letter, words and the blanks between repeats: the stream's partial after each piece
+    is the whole decoding of the frames so far."""
+    rng = np.random.default_rng(seed)
+    # Runs of 1-4 frames of random tokens (blank, space and letters), each frame's best token clear of the rest.
+    tokens = np.repeat(rng.integers(0, len(ASR_VOCAB), 120), rng.integers(1, 5, 120))[:300]
+    lp = torch.from_numpy(rng.standard_normal((len(ASR_VOCAB), len(tokens))).astype(np.float32))
+    lp[torch.from_numpy(tokens), torch.arange(len(tokens))] += 6.0
+    path, at = GreedyPath(0.03, offset=2.0), 0
+    while at < lp.shape[1]:
+        size = int(rng.integers(1, 12))
+        path.push(lp[:, at:at + size])
+        at = min(lp.shape[1], at + size)
+        assert path.transcript() == greedy_decode(lp[:, :at], 0.03, offset=2.0)
+    assert path.frames == len(tokens) and path.transcript().text
 
 
 def test_beam_search_agrees_with_greedy_on_clear_input():

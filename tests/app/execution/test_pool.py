@@ -177,7 +177,7 @@ def test_a_step_for_an_unknown_session_fails_only_its_own_row(tiny_models):
     mixed = worker.handle(Job(3, "step", "denoise", [("gone", chunk), ("a", chunk)]))
     assert isinstance(mixed[0], Failure) and mixed[0].code == "session_not_found"
     assert np.array_equal(mixed[1], alone)
-    finished = worker.handle(Job(4, "finish", "denoise", ["gone", "a"]))
+    finished = worker.handle(Job(4, "finish", "denoise", [("gone", 0), ("a", 0)]))
     assert isinstance(finished[0], Failure) and not isinstance(finished[1], Failure)
 
 

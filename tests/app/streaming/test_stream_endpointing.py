@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from service_testkit import SPEECH_SAMPLE, settings_for, wait_ready
-from stream_testkit import random_frames, receive_until_close, start_message, stream_clip
+from stream_testkit import StreamResult, random_frames, receive_until_close, start_message, stream_clip
 
 from app.audio.decode import decode
 from app.main import create_app
+from app.streaming.live import CATCH_UP_STEPS
 
 RATE = 16000
 NEVER = 3600.0  # a rule length that does not fire in these clips
@@ -62,6 +63,44 @@ def test_each_final_equals_transcribe_of_its_own_audio(client, seed):
         assert_final_is_offline_of_its_audio(client, final, clip)
     partials = result.of("transcript.partial")
     assert {p["segment"] for p in partials} <= {f["segment"] for f in finals}
+
+
+def paced(client: TestClient, clip: np.ndarray, **options) -> StreamResult:
+    """``clip`` sent one step at a time, each step's ``input.progress`` awaited before the next: one step per
+    model call, as a stream that keeps up with real time is stepped."""
+    with client.websocket_connect("/v1/stream/transcribe") as ws:
+        ws.send_text(start_message(**options, progress=True))
+        result = StreamResult(np.zeros(0, np.float32), [ws.receive_json()])
+        step = result.messages[0]["step_samples"]
+        for at in range(0, len(clip) - step + 1, step):
+            ws.send_bytes(np.asarray(clip[at:at + step], "<f4").tobytes())
+            while (message := ws.receive_json())["type"] != "input.progress":
+                result.messages.append(message)
+        ws.send_bytes(np.asarray(clip[at + step:], "<f4").tobytes())
+        ws.send_text(json.dumps({"type": "session.end"}))
+        rest = receive_until_close(ws)
+    result.messages += [m for m in rest.messages if m["type"] != "input.progress"]
+    return result
+
+
+def test_a_stream_that_fell_behind_ends_its_utterances_where_a_paced_one_does(client):
+    """A backlog is stepped up to CATCH_UP_STEPS steps per call. An utterance that ends inside such a call ends
+    after its own step all the same (the later steps' audio goes to the next utterance's session), so the finals
+    equal those of the same audio stepped one step per call, and each one ``POST /transcribe`` of its audio."""
+    rng = np.random.default_rng(9)
+    clip = np.concatenate([speech(), speech()[: RATE]])
+    clip = (clip + 0.003 * rng.standard_normal(len(clip))).astype(np.float32)
+    options = dict(sample_rate=RATE, endpoint_max_utterance=1.1, endpoint_silence_after_speech=NEVER,
+                   endpoint_silence_without_speech=NEVER)
+    behind = stream_clip(client, "transcribe", [clip], progress=True, **options)
+    step = behind.of("session.started")[0]["step_samples"]
+    calls = np.diff([0] + [m["samples"] for m in behind.of("input.progress")])
+    assert (calls == CATCH_UP_STEPS * step).sum() >= 3  # it did fall behind: whole calls of several steps
+    finals = behind.of("transcript.final")
+    assert len(finals) >= 3
+    assert finals == paced(client, clip, **options).of("transcript.final")
+    for final in finals:
+        assert_final_is_offline_of_its_audio(client, final, clip)
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,14 @@
 """Cutting an utterance (app.streaming.utterances): the old session's final and the fresh session are asked for
-at once, and when either fails nothing is left resident in a worker."""
+at once, and when either fails nothing is left resident in a worker; an utterance that ends inside a call of
+several steps ends after its own step."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from app.streaming.live import CATCH_UP_STEPS
 from app.streaming.utterances import Utterances
 from model_zoo.nets.ctc import Transcript
 from model_zoo.pipelines.endpoint import EndpointRules
@@ -17,8 +17,10 @@ from model_zoo.pipelines.endpoint import EndpointRules
 class FakeSession:
     def __init__(self, name: str, log: list, finish_error: Exception | None = None) -> None:
         self.name, self.log, self.finish_error, self.closed = name, log, finish_error, False
+        self.dropped: int | None = None
 
-    async def finish(self, deadline: float) -> Transcript:
+    async def finish(self, deadline: float, drop_frames: int = 0) -> Transcript:
+        self.dropped = drop_frames
         self.log.append(f"{self.name} finish starts")
         await asyncio.sleep(0.01)
         if self.finish_error is not None:
@@ -30,12 +32,24 @@ class FakeSession:
         self.closed = True
 
 
-def utterances(session: FakeSession, reopen) -> Utterances:
-    async def call(op):
+class FakeStream:
+    """What Utterances uses of a LiveStream: 30 ms frames, 90 ms steps, 1 s stepped so far."""
+
+    model_rate, quantum, step = 16000, 480, 1440
+
+    def __init__(self, session: FakeSession) -> None:
+        self.session, self.stepped, self.rewinds = session, 16000, []
+
+    async def call(self, op):
         return await op(0.0)
 
-    stream = SimpleNamespace(session=session, call=call, stepped=16000, model_rate=16000, catch_up_steps=0)
-    return Utterances(stream, reopen, EndpointRules(), 0.03)
+    def rewind(self, samples: int) -> None:
+        self.rewinds.append(samples)
+        self.stepped -= samples
+
+
+def utterances(session: FakeSession, reopen, rules: EndpointRules | None = EndpointRules()) -> Utterances:
+    return Utterances(FakeStream(session), reopen, rules, 0.03)
 
 
 def test_a_cut_opens_the_next_session_while_the_last_one_finishes():
@@ -48,12 +62,41 @@ def test_a_cut_opens_the_next_session_while_the_last_one_finishes():
 
     async def main():
         cutter = utterances(FakeSession("old", log), reopen)
-        assert cutter.stream.catch_up_steps == 1  # endpointing on: one step at a time
         final = await cutter.cut()
         assert final.text == "hello" and cutter.stream.session.name == "new"
         assert log.index("open starts") < log.index("old finished")  # concurrent, not one after the other
-        cutter.set_rules(None)
-        assert cutter.stream.catch_up_steps == CATCH_UP_STEPS
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("silent_steps, rewound", [(13, 9), (12, 6), (11, 3), (10, 0)])
+def test_an_utterance_ending_inside_a_call_of_several_steps_ends_after_its_own_step(silent_steps, rewound):
+    """Rule 2 at 1.2 s is 40 silent frames after speech. A call of four 3-frame steps holds the 40th: the
+    utterance ends after that step, and the frames of the call's later steps go back to the stream and out of
+    the final, as if the stream had stepped one step per call."""
+    async def main():
+        async def reopen():
+            return FakeSession("new", [])
+
+        old = FakeSession("old", [])
+        cutter = utterances(old, reopen, EndpointRules(silence_after_speech=1.2))
+        speech, silence = np.zeros(3, np.float32), np.ones(3, np.float32)
+        assert cutter.push(np.concatenate([speech] + [silence] * silent_steps)) is None  # blank = 1: silent
+        endpoint = cutter.push(np.concatenate([silence] * 4))
+        assert endpoint is not None and endpoint.rule == 2 and endpoint.frame == 3 + 40
+        assert cutter.rewound == rewound and cutter.stream.rewinds == [480 * rewound]
+        await cutter.cut()
+        assert old.dropped == rewound and cutter.rewound == 0
+        assert cutter.start == cutter.session_start == 16000 - 480 * rewound
+
+    asyncio.run(main())
+
+
+def test_without_endpointing_every_frame_of_a_call_stays():
+    async def main():
+        cutter = utterances(FakeSession("old", []), None, rules=None)
+        assert cutter.push(np.ones(3 * 400, np.float32)) is None
+        assert cutter.rewound == 0 and cutter.stream.rewinds == []
 
     asyncio.run(main())
 
