@@ -38,8 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keep_freed_memory()
-    app = create_app(settings)
-    freeze_loaded_objects()  # what is imported and built by now lives as long as the process
+    # What is imported and built by then lives as long as the process: full collections skip it.
+    app = create_app(settings, when_warm=freeze_loaded_objects)
     # Graceful shutdown: uvicorn lets open requests finish, then the lifespan drains the pool.
     # uvloop, not asyncio's loop: live streams are many small websocket frames, and on asyncio's loop uvicorn's
     # pause and resume of reading around every frame alone took 15% of the service process at 64 streams;

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import torch
 from fastapi import FastAPI
@@ -43,9 +43,11 @@ def served_models(settings: Settings) -> dict[str, str]:
     return {m["name"]: m["name"] for m in list_models()}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, when_warm: Callable[[], object] | None = None) -> FastAPI:
     """A configured app. Checkpoint cards are read (and validated) here, so a bad model path fails at once; so
-    does a ``CENTAURUS_*`` variable that is no setting (:class:`~app.settings.UnknownSetting`, one line)."""
+    does a ``CENTAURUS_*`` variable that is no setting (:class:`~app.settings.UnknownSetting`, one line).
+    ``when_warm`` is called once this process has started and warmed up its codecs (the command line freezes the
+    loaded objects there: :func:`model_zoo.runtime.freeze_loaded_objects`)."""
     check_environment()
     settings = settings or Settings()
     models = served_models(settings)
@@ -64,6 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_batch=metrics.observe_batch,
     )
 
+    async def warm() -> None:
+        await asyncio.to_thread(warm_up)
+        if when_warm is not None:
+            when_warm()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redact_server_logs()  # websocket keys may come as ?api_key=, and uvicorn logs query strings
@@ -72,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # 2 threads, 9.5 ms with 1, on the 2-core machine). The workers set their own count.
         torch.set_num_threads(1)
         await pool.start()
-        app.state.codecs = asyncio.create_task(asyncio.to_thread(warm_up), name="warm-codecs")
+        app.state.codecs = asyncio.create_task(warm(), name="warm-codecs")
         log.info("serving %s on %s", ", ".join(f"{n} ({c.task})" for n, c in cards.items()) or "no models",
                  ", ".join(pool.config.devices))
         # Wyoming (Home Assistant) beside HTTP when CENTAURUS_WYOMING_URI is set, on the same engine.

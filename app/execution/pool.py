@@ -54,7 +54,7 @@ from .batching import Call, drop_stale, take_batch
 from .sessions import SessionHandle
 from .supervisor import Supervisor, WorkerSlot
 from .transport import WorkerHandle
-from .worker import Failure, Job
+from .worker import DETACHED_OPS, Failure, Job
 
 __all__ = ["PoolConfig", "Pool", "plan_devices", "InferenceFailed"]
 
@@ -260,27 +260,36 @@ class Pool:
             (op, model), calls = batch
             job = self.new_job(op, model, [c.payload for c in calls])
             self.on_batch(model, op, sum(c.rows for c in calls))
-            self._busy += 1
-            try:
-                outcomes = await slot.handle.run(job)
-            except WorkerLost as err:
-                outcomes = [err] * len(calls)
-            except Exception as err:  # noqa: BLE001 - a broken job fails its callers, not the dispatcher
-                log.exception("job %s failed", job.id)
-                outcomes = [InferenceFailed(f"{type(err).__name__}: {err}")] * len(calls)
-            finally:
-                self._busy -= 1
-            for call, outcome in zip(calls, outcomes):
-                if call.future.done():
-                    continue  # the caller gave up (deadline) meanwhile
-                if isinstance(outcome, Failure):
-                    call.future.set_exception(InferenceFailed(outcome.message, code=outcome.code))
-                elif isinstance(outcome, BaseException):
-                    call.future.set_exception(outcome)
-                else:
-                    call.future.set_result(outcome)
+            if op in DETACHED_OPS:
+                task = asyncio.create_task(self._run(slot, job, calls), name=f"job-{job.id}")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            else:
+                await self._run(slot, job, calls)
             if not slot.handle.alive:
                 return
+
+    async def _run(self, slot: WorkerSlot, job: Job, calls: list[Call]) -> None:
+        """Send ``job`` to ``slot``'s worker and hand each call its outcome."""
+        self._busy += 1
+        try:
+            outcomes = await slot.handle.run(job)
+        except WorkerLost as err:
+            outcomes = [err] * len(calls)
+        except Exception as err:  # noqa: BLE001 - a broken job fails its callers, not the dispatcher
+            log.exception("job %s failed", job.id)
+            outcomes = [InferenceFailed(f"{type(err).__name__}: {err}")] * len(calls)
+        finally:
+            self._busy -= 1
+        for call, outcome in zip(calls, outcomes):
+            if call.future.done():
+                continue  # the caller gave up (deadline) meanwhile
+            if isinstance(outcome, Failure):
+                call.future.set_exception(InferenceFailed(outcome.message, code=outcome.code))
+            elif isinstance(outcome, BaseException):
+                call.future.set_exception(outcome)
+            else:
+                call.future.set_result(outcome)
 
     async def _next_batch(self, slot: WorkerSlot) -> tuple[tuple[str, str], list[Call]] | None:
         async with self._cond:

@@ -12,6 +12,7 @@ Operations: ``forward`` (whole clips, padded into one call), and for streaming s
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import queue
@@ -22,7 +23,7 @@ from typing import Any
 
 from model_zoo.card import ModelCard
 
-__all__ = ["Job", "Failure", "WorkerSpec", "Worker", "serve"]
+__all__ = ["Job", "Failure", "WorkerSpec", "Worker", "serve", "DETACHED_OPS"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,13 @@ class Job:
     op: str  # forward | open | step | segment | finish | close
     model: str
     items: list[Any]
+
+
+# Session calls the pool's dispatcher does not wait for, and a worker process runs on a thread of their own: a
+# final's decoding (a recognizer's beam search, 20-30 ms for an utterance of a few seconds with the shipped model)
+# goes on beside the steps of the worker's other streams. In line, with 64 live transcription streams, a final
+# every few seconds stalled the 32 streams of its worker each time (bench/streams.py).
+DETACHED_OPS = frozenset({"segment", "finish"})
 
 
 @dataclass
@@ -151,5 +159,20 @@ def serve(conn: Any, spec: WorkerSpec) -> None:
             inbox.put(None)
 
     threading.Thread(target=read, name="worker-reader", daemon=True).start()
+    sending = threading.Lock()  # results come from two threads
+
+    def answer(job: Job) -> None:
+        outcomes = worker.handle(job)
+        with sending:
+            conn.send(("result", job.id, outcomes))
+
+    # Finals (DETACHED_OPS) run one at a time on a thread of their own, beside the steps: a recognizer's beam search
+    # mostly runs outside the GIL, so the other streams' steps go on meanwhile. A stream's own calls never overlap
+    # (the pool sends its next call after this one's answer), so each session has one user at a time.
+    finals = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-finals")
     while (job := inbox.get()) is not None:
-        conn.send(("result", job.id, worker.handle(job)))
+        if job.op in DETACHED_OPS:
+            finals.submit(answer, job)
+        else:
+            answer(job)
+    finals.shutdown(wait=True)

@@ -107,8 +107,19 @@ class Inbox:
             self._queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
 
     async def get(self) -> dict:
-        """The next ASGI websocket message (``websocket.receive`` or ``websocket.disconnect``)."""
-        message = await self._queue.get()
+        """The next ASGI websocket message (``websocket.receive`` or ``websocket.disconnect``), or one the
+        handler put in (:meth:`put`)."""
+        return self._took(await self._queue.get())
+
+    def get_nowait(self) -> dict | None:
+        """The next message if one is waiting, else None."""
+        return None if self._queue.empty() else self._took(self._queue.get_nowait())
+
+    def put(self, message: dict) -> None:
+        """A message of the handler's own after those received so far (a stream's failure)."""
+        self._queue.put_nowait(message)
+
+    def _took(self, message: dict) -> dict:
         self._bytes -= _message_bytes(message)
         self._space.set()
         return message

@@ -44,6 +44,8 @@ __all__ = ["StreamHandler"]
 
 log = logging.getLogger(__name__)
 
+STREAM_FAILED = "stream.failed"  # an inbox message of ours: a stream's pump failed (its error under "error")
+
 
 def failure_closing(err: BaseException) -> Closing:
     """How a failed model call ends the stream: try again later (1013) for overload and lost workers, else 1011."""
@@ -68,6 +70,7 @@ class StreamHandler:
         self.codec: PcmCodec | None = None
         self.protocol: TaskProtocol | None = None
         self.stream: LiveStream | None = None
+        self._watchers: dict[LiveStream, asyncio.Task] = {}
 
     inbox_name = "stream"
 
@@ -87,6 +90,8 @@ class StreamHandler:
             pass
         finally:
             self.inbox.stop()
+            for watcher in self._watchers.values():
+                watcher.cancel()
             for stream in self._streams():
                 await stream.close()
 
@@ -125,28 +130,39 @@ class StreamHandler:
 
     async def _receive(self) -> dict:
         """The next message; WebSocketDisconnect when the client left; Closing on idle timeout, session length,
-        or a failed pump."""
-        timeout = self._receive_timeout()
-        receiving = asyncio.ensure_future(self.inbox.get())
-        failures = {asyncio.ensure_future(stream.wait_failure()) for stream in self._streams()}
-        waiters = {receiving, *failures}
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.cancel()
-        if receiving in done:
-            message = receiving.result()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
-            return message
-        for failure in failures & done:
-            raise failure_closing(failure.result())
-        if time.monotonic() - self.opened >= self.settings.stream_max_session_seconds:
-            raise Closing(POLICY, "session_too_long",
-                          f"sessions last at most {self.settings.stream_max_session_seconds:g} s")
-        raise Closing(POLICY, "idle_timeout", f"no message for {self.settings.stream_idle_timeout_seconds:g} s")
+        or a failed pump.
+
+        A message already waiting costs no task and no timer (50 frames a second per stream); a stream's failure
+        comes in through the inbox as well (:meth:`_watch_failures`)."""
+        self._watch_failures()
+        message = self.inbox.get_nowait()
+        if message is None:
+            try:
+                async with asyncio.timeout(self._receive_timeout()):
+                    message = await self.inbox.get()
+            except TimeoutError:
+                if time.monotonic() - self.opened >= self.settings.stream_max_session_seconds:
+                    raise Closing(POLICY, "session_too_long",
+                                  f"sessions last at most {self.settings.stream_max_session_seconds:g} s") from None
+                raise Closing(POLICY, "idle_timeout",
+                              f"no message for {self.settings.stream_idle_timeout_seconds:g} s") from None
+        if message["type"] == STREAM_FAILED:
+            raise failure_closing(message["error"])
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        return message
+
+    def _watch_failures(self) -> None:
+        """One watcher per stream (companions come and go), which hands the stream's failure to the inbox."""
+        for stream in self._streams():
+            if stream not in self._watchers:
+                watcher = asyncio.create_task(stream.wait_failure(), name=f"watch-{stream.session.id[:8]}")
+                watcher.add_done_callback(self._failed)
+                self._watchers[stream] = watcher
+
+    def _failed(self, watcher: asyncio.Task) -> None:
+        if not watcher.cancelled():
+            self.inbox.put({"type": STREAM_FAILED, "error": watcher.result()})
 
     # ---- before session.start ----------------------------------------------------------------------------------
     async def _before_start(self, item: bytes | ClientMessage) -> None:

@@ -311,7 +311,7 @@ def server_start(monkeypatch, environment: dict[str, str]) -> tuple[Settings, di
     for name, value in environment.items():
         monkeypatch.setenv(name, str(value))
     seen: dict = {}
-    monkeypatch.setattr(app.main, "create_app", lambda settings: seen.setdefault("settings", settings))
+    monkeypatch.setattr(app.main, "create_app", lambda settings, **_: seen.setdefault("settings", settings))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.setdefault("uvicorn", kwargs))
     monkeypatch.setattr(model_zoo.runtime, "keep_freed_memory", lambda: None)
     monkeypatch.setattr(model_zoo.runtime, "freeze_loaded_objects", lambda: 0)

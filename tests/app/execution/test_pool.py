@@ -347,3 +347,27 @@ def test_a_streams_step_never_waits_for_company_and_steps_batch_past_max_batch_s
             await pool.close()
 
     run(main())
+
+
+def test_a_final_does_not_hold_up_the_steps_of_the_workers_other_streams(tiny_models):
+    """A session's final (finish, segment: a beam search for a recognizer) is sent without the dispatcher waiting
+    for it; the worker runs it on a thread of its own (app.execution.worker.DETACHED_OPS), so another stream's
+    step is sent, and answered, meanwhile."""
+    async def main():
+        pool, batches = await started(tiny_models, max_batch_wait=0)
+        chunk = np.random.default_rng(5).standard_normal(2560).astype(np.float32) * 0.1
+        ending, going = [await pool.open_session("denoise", {"live": True}, deadline()) for _ in range(2)]
+        await asyncio.gather(ending.step(chunk, deadline()), going.step(chunk, deadline()))
+        batches.clear()
+        try:
+            with frozen_workers(pool):
+                final = asyncio.create_task(ending.finish(deadline(120)))
+                await until_batches(batches, 1)
+                step = asyncio.create_task(going.step(chunk, deadline(120)))
+                await until_batches(batches, 2, tries=100)
+                assert batches == [("denoise", "finish", 1), ("denoise", "step", 1)]
+            assert len(await step) == len(chunk) and isinstance(await final, np.ndarray)
+        finally:
+            await pool.close()
+
+    run(main())
