@@ -78,7 +78,10 @@ class LiveStream:
             async with self._cond:
                 self._chunks.append(samples)
                 self.buffered += len(samples)
-                self._cond.notify_all()
+                # Only the pump waits for more audio, and only for a whole step (or, draining, for any): a frame
+                # shorter than the step does not wake it.
+                if self._next_size():
+                    self._cond.notify_all()
 
     async def drain(self, end: bool = False) -> None:
         """Step everything received so far (``end``: and the resampler's tail); returns once the model has it."""

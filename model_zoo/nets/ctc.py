@@ -54,6 +54,14 @@ class Transcript:
     words: tuple[Word, ...]
 
 
+def _word(chars: list[tuple[str, int, int, float]], frame_seconds: float, offset: float) -> Word:
+    """One word from its ``(char, first_frame, last_frame, prob)``."""
+    start = offset + chars[0][1] * frame_seconds
+    end = offset + (chars[-1][2] + 1) * frame_seconds
+    return Word("".join(c for c, *_ in chars), round(start, 3), round(end, 3),
+                round(sum(p for *_, p in chars) / len(chars), 4))
+
+
 def _words(chars: list[tuple[str, int, int, float]], frame_seconds: float, offset: float) -> Transcript:
     """Group ``(char, first_frame, last_frame, prob)`` into words at spaces."""
     words: list[Word] = []
@@ -63,10 +71,7 @@ def _words(chars: list[tuple[str, int, int, float]], frame_seconds: float, offse
             current.append(item)
             continue
         if current:
-            text = "".join(c for c, *_ in current)
-            start = offset + current[0][1] * frame_seconds
-            end = offset + (current[-1][2] + 1) * frame_seconds
-            words.append(Word(text, round(start, 3), round(end, 3), round(sum(p for *_, p in current) / len(current), 4)))
+            words.append(_word(current, frame_seconds, offset))
             current = []
     return Transcript(" ".join(w.text for w in words), tuple(words))
 
@@ -81,6 +86,11 @@ class GreedyPath:
         self.chars: list[tuple[str, int, int, float]] = []  # (char, first frame, last frame, best probability)
         self.frames = 0
         self._previous = 0  # the last frame's token: a repeat of it extends its run instead of a new character
+        # Words followed by a space never change again (a frame changes at most the last character), so they
+        # are grouped once: the partial after each step costs its new characters, not the whole utterance.
+        self._closed: list[Word] = []
+        self._open = 0  # index in chars of the first character after the closed words
+        self._scanned = 0  # characters already looked at for spaces
 
     def push(self, log_probs: Tensor) -> None:
         """The next frames' ``log_probs (vocab, frames)`` (raw logits do as well)."""
@@ -97,7 +107,17 @@ class GreedyPath:
         self._previous, self.frames = previous, self.frames + best.shape[-1]
 
     def transcript(self) -> Transcript:
-        return _words(self.chars, self.frame_seconds, self.offset)
+        chars = self.chars
+        for k in range(self._scanned, len(chars)):
+            if chars[k][0] == " ":
+                if k > self._open:
+                    self._closed.append(_word(chars[self._open:k], self.frame_seconds, self.offset))
+                self._open = k + 1
+        self._scanned = len(chars)
+        words = self._closed
+        if self._open < len(chars):
+            words = words + [_word(chars[self._open:], self.frame_seconds, self.offset)]
+        return Transcript(" ".join(w.text for w in words), tuple(words))
 
 
 def greedy_decode(
