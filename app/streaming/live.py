@@ -78,10 +78,7 @@ class LiveStream:
             async with self._cond:
                 self._chunks.append(samples)
                 self.buffered += len(samples)
-                # Only the pump waits for more audio, and only for a whole step (or, draining, for any): a frame
-                # shorter than the step does not wake it.
-                if self._next_size():
-                    self._cond.notify_all()
+                self._cond.notify_all()
 
     async def drain(self, end: bool = False) -> None:
         """Step everything received so far (``end``: and the resampler's tail); returns once the model has it."""
@@ -107,7 +104,8 @@ class LiveStream:
             # Whole steps: equal chunk lengths are what lets the worker put the steps of many streams into one
             # network call. A backlog goes up to CATCH_UP_STEPS steps at a time: a stream has one call in flight,
             # so at one step per call, a stream whose call once took longer than a step would never catch up
-            # (bench/streams.py: 64 denoise streams drifted seconds behind with the workers a third busy).
+            # (bench/streams.py: 64 denoise streams drifted seconds behind with the workers a third busy; 64
+            # transcript streams, stepped one step per call for their endpoints' sake, all fell behind likewise).
             return self.step * min(self.buffered // self.step, CATCH_UP_STEPS)
         return self.buffered if self._draining else 0
 
