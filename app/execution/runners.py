@@ -61,6 +61,11 @@ class WorkerSession:
 class Runner:
     """Base: padding, batching and session bookkeeping shared by the three tasks."""
 
+    # Whether a session's final (``finish``, ``segment``) may run on another thread while this runner steps other
+    # sessions (app.execution.worker.DETACHED_OPS): only where the final calls no network, whose layers keep caches
+    # that are not for two threads at once.
+    finals_beside_steps = False
+
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         self.model, self.device = model, device
         self.card: ModelCard = model.card
@@ -153,6 +158,8 @@ class AsrRunner(Runner):
     at ``finish``; ``segment`` (``input.flush``) ends the search there as the end of the audio would, and a new one
     goes on. ``offset`` (seconds) is added to every time.
     """
+
+    finals_beside_steps = True  # a final decodes kept logits (the beam search locks itself) or ends a search
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         super().__init__(model, device)

@@ -36,9 +36,9 @@ class Job:
     items: list[Any]
 
 
-# Session calls the pool's dispatcher does not wait for, and a worker process runs on a thread of their own: a
-# final's decoding (a recognizer's beam search, 20-30 ms for an utterance of a few seconds with the shipped model)
-# goes on beside the steps of the worker's other streams. In line, with 64 live transcription streams, a final
+# Session calls the pool's dispatcher does not wait for, and a worker process runs on a thread of their own where
+# the runner allows it (``finals_beside_steps``): a final's decoding (a recognizer's beam search, 20-30 ms for an
+# utterance of a few seconds with the shipped model) goes on beside the steps of the worker's other streams. In line, with 64 live transcription streams, a final
 # every few seconds stalled the 32 streams of its worker each time (bench/streams.py).
 DETACHED_OPS = frozenset({"segment", "finish"})
 
@@ -88,6 +88,11 @@ class Worker:
             if self.spec.warmup:
                 self.runners[name].warmup()
         return {name: runner.card for name, runner in self.runners.items()}
+
+    def beside_steps(self, job: Job) -> bool:
+        """Whether ``job`` may run on another thread than the steps (a final its runner allows there)."""
+        runner = self.runners.get(job.model)
+        return job.op in DETACHED_OPS and runner is not None and runner.finals_beside_steps
 
     def handle(self, job: Job) -> list[Any]:
         """Run one job; returns one outcome (a value or a :class:`Failure`) per item."""
@@ -166,12 +171,12 @@ def serve(conn: Any, spec: WorkerSpec) -> None:
         with sending:
             conn.send(("result", job.id, outcomes))
 
-    # Finals (DETACHED_OPS) run one at a time on a thread of their own, beside the steps: a recognizer's beam search
+    # Finals its runner allows (beside_steps) run one at a time on a thread of their own: a recognizer's beam search
     # mostly runs outside the GIL, so the other streams' steps go on meanwhile. A stream's own calls never overlap
     # (the pool sends its next call after this one's answer), so each session has one user at a time.
     finals = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-finals")
     while (job := inbox.get()) is not None:
-        if job.op in DETACHED_OPS:
+        if worker.beside_steps(job):
             finals.submit(answer, job)
         else:
             answer(job)

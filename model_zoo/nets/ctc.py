@@ -20,6 +20,7 @@ import gzip
 import json
 import math
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -324,6 +325,7 @@ class BeamSearchDecoder:
         # flashlight-text wants named blank and word-separator tokens.
         tokens = ["-" if i == 0 else ("|" if t == " " else t) for i, t in enumerate(vocab)]
         self.vocab = vocab
+        self._searching = threading.Lock()  # a worker decodes uploads and live finals on two threads
         if isinstance(language_model, (str, Path)):
             language_model = NgramLanguageModel(Path(language_model))
         self.language_model = language_model
@@ -361,7 +363,8 @@ class BeamSearchDecoder:
     def __call__(self, log_probs: Tensor, frame_seconds: float, offset: float = 0.0) -> Transcript:
         """``log_probs (vocab, frames)`` of one clip -> transcript with word times."""
         emissions = log_probs.detach().float().log_softmax(dim=0).T.contiguous()[None].cpu()
-        hypotheses = self.decoder(emissions)[0]
+        with self._searching:  # flashlight's decoder keeps the search in itself: one search at a time
+            hypotheses = self.decoder(emissions)[0]
         if not hypotheses:  # nothing in the lexicon fits
             return Transcript("", ())
         hypothesis = hypotheses[0]

@@ -371,3 +371,15 @@ def test_a_final_does_not_hold_up_the_steps_of_the_workers_other_streams(tiny_mo
             await pool.close()
 
     run(main())
+
+
+def test_only_finals_that_call_no_network_run_beside_the_steps(tiny_models):
+    """A recognizer's final decodes kept logits; a denoiser's or a keyword spotter's runs its network, whose layers
+    keep caches that are not for two threads at once, so those stay on the stepping thread."""
+    worker = Worker(WorkerSpec(models=tiny_models, warmup=False))
+    worker.load()
+    assert worker.beside_steps(Job(1, "finish", "asr", [])) and worker.beside_steps(Job(2, "segment", "asr", []))
+    assert not worker.beside_steps(Job(3, "step", "asr", []))
+    for model in ("denoise", "kws"):
+        assert not worker.beside_steps(Job(4, "finish", model, [])) and not worker.beside_steps(Job(5, "segment", model, []))
+    assert not worker.beside_steps(Job(6, "finish", "nope", []))
