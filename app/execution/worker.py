@@ -38,8 +38,9 @@ class Job:
 
 # Session calls the pool's dispatcher does not wait for, and a worker process runs on a thread of their own where
 # the runner allows it (``finals_beside_steps``): a final's decoding (a recognizer's beam search, 20-30 ms for an
-# utterance of a few seconds with the shipped model) goes on beside the steps of the worker's other streams. In line, with 64 live transcription streams, a final
-# every few seconds stalled the 32 streams of its worker each time (bench/streams.py).
+# utterance of a few seconds with the shipped model) goes on beside the steps of the worker's other streams. In
+# line, each final held up the steps of every other stream of its worker that long (a job log at 64 live
+# transcription streams: 25-30 ms per final, one every few seconds per stream).
 DETACHED_OPS = frozenset({"segment", "finish"})
 
 
