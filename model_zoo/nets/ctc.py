@@ -90,7 +90,6 @@ class GreedyPath:
         # are grouped once: the partial after each step costs its new characters, not the whole utterance.
         self._closed: list[Word] = []
         self._open = 0  # index in chars of the first character after the closed words
-        self._scanned = 0  # characters already looked at for spaces
 
     def push(self, log_probs: Tensor) -> None:
         """The next frames' ``log_probs (vocab, frames)`` (raw logits do as well)."""
@@ -108,12 +107,11 @@ class GreedyPath:
 
     def transcript(self) -> Transcript:
         chars = self.chars
-        for k in range(self._scanned, len(chars)):
+        for k in range(self._open, len(chars)):  # the open word's characters and the new ones
             if chars[k][0] == " ":
                 if k > self._open:
                     self._closed.append(_word(chars[self._open:k], self.frame_seconds, self.offset))
                 self._open = k + 1
-        self._scanned = len(chars)
         words = self._closed
         if self._open < len(chars):
             words = words + [_word(chars[self._open:], self.frame_seconds, self.offset)]
