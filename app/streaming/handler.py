@@ -70,7 +70,7 @@ class StreamHandler:
         self.codec: PcmCodec | None = None
         self.protocol: TaskProtocol | None = None
         self.stream: LiveStream | None = None
-        self._watchers: dict[LiveStream, asyncio.Task] = {}
+        self._watched: set[LiveStream] = set()
 
     inbox_name = "stream"
 
@@ -90,8 +90,8 @@ class StreamHandler:
             pass
         finally:
             self.inbox.stop()
-            for watcher in self._watchers.values():
-                watcher.cancel()
+            for stream in self._watched:
+                stream.failed.remove_done_callback(self._failed)
             for stream in self._streams():
                 await stream.close()
 
@@ -153,16 +153,14 @@ class StreamHandler:
         return message
 
     def _watch_failures(self) -> None:
-        """One watcher per stream (companions come and go), which hands the stream's failure to the inbox."""
+        """Each stream's failure (companions come and go) is handed to the inbox as it happens."""
         for stream in self._streams():
-            if stream not in self._watchers:
-                watcher = asyncio.create_task(stream.wait_failure(), name=f"watch-{stream.session.id[:8]}")
-                watcher.add_done_callback(self._failed)
-                self._watchers[stream] = watcher
+            if stream not in self._watched:
+                stream.failed.add_done_callback(self._failed)
+                self._watched.add(stream)
 
-    def _failed(self, watcher: asyncio.Task) -> None:
-        if not watcher.cancelled():
-            self.inbox.put({"type": STREAM_FAILED, "error": watcher.result()})
+    def _failed(self, failed: asyncio.Future) -> None:
+        self.inbox.put({"type": STREAM_FAILED, "error": failed.result()})
 
     # ---- before session.start ----------------------------------------------------------------------------------
     async def _before_start(self, item: bytes | ClientMessage) -> None:

@@ -58,6 +58,9 @@ class LiveStream:
         self.received = 0  # client-rate samples received
         self.processing = 0.0  # seconds spent in session calls (queueing included)
         self.failure: BaseException | None = None
+        # Done with the pump's failure, for whoever must hear of it at once (a callback, not a waiter on the
+        # condition below, which every frame and every step wakes).
+        self.failed: asyncio.Future = asyncio.get_running_loop().create_future()
         self._draining = False
         self._busy = False
         self._cond = asyncio.Condition()
@@ -137,6 +140,7 @@ class LiveStream:
             async with self._cond:
                 self.failure, self._busy = err, False
                 self._cond.notify_all()
+            self.failed.set_result(err)
 
     def rewind(self, samples: int) -> None:
         """Give back the last ``samples`` of the call just delivered: they are stepped again, first. An utterance
@@ -149,11 +153,6 @@ class LiveStream:
             self._stepping = self._stepping[:len(self._stepping) - samples]
             self.buffered += samples
             self.stepped -= samples
-
-    async def wait_failure(self) -> BaseException:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.failure is not None)
-        return self.failure
 
     # ---- the end -----------------------------------------------------------------------------------------------
     async def call(self, op: Callable[[float], Awaitable[Any]]) -> Any:
