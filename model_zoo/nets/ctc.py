@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..card import ModelCard
 
 __all__ = [
-    "Word", "Transcript", "GreedyPath", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel", "NgramLanguageModel",
+    "Word", "Transcript", "GreedyPath", "best_path", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel", "NgramLanguageModel",
     "decoder_from_card", "arpa_unigrams",
 ]
 
@@ -76,6 +76,13 @@ def _words(chars: list[tuple[str, int, int, float]], frame_seconds: float, offse
     return Transcript(" ".join(w.text for w in words), tuple(words))
 
 
+def best_path(log_probs: Tensor) -> tuple[Tensor, Tensor]:
+    """``log_probs (..., vocab, frames)`` (raw logits do as well) -> each frame's best token and its probability,
+    both ``(..., frames)``."""
+    probs, tokens = log_probs.detach().float().softmax(dim=-2).max(dim=-2)
+    return tokens, probs
+
+
 class GreedyPath:
     """The best path of a stream read frame by frame: :meth:`transcript` is :func:`greedy_decode` of every frame
     pushed so far, and each frame is read once (a live stream's partial after each step costs its new frames, not
@@ -91,19 +98,26 @@ class GreedyPath:
         self._closed: list[Word] = []
         self._open = 0  # index in chars of the first character after the closed words
 
-    def push(self, log_probs: Tensor) -> None:
-        """The next frames' ``log_probs (vocab, frames)`` (raw logits do as well)."""
-        probs = log_probs.detach().float().softmax(dim=0)
-        best_prob, best = probs.max(dim=0)
-        chars, previous = self.chars, self._previous
-        for frame, (token, prob) in enumerate(zip(best.tolist(), best_prob.tolist()), start=self.frames):
+    def push(self, log_probs: Tensor) -> bool:
+        """The next frames' ``log_probs (vocab, frames)`` (raw logits do as well); whether the text grew."""
+        tokens, probs = best_path(log_probs)
+        return self.push_best(tokens.tolist(), probs.tolist())
+
+    def push_best(self, tokens: list[int], probs: list[float]) -> bool:
+        """The next frames' best tokens and their probabilities (:func:`best_path`, read for a whole batch of
+        streams at once); whether the text grew: a new character, which only a non-blank token that does not
+        repeat the previous frame's adds (a repeat lengthens its character's run: same text, later end)."""
+        chars, previous, grew = self.chars, self._previous, False
+        for frame, (token, prob) in enumerate(zip(tokens, probs), start=self.frames):
             if token != 0 and token == previous and chars:
                 c, first, _, p = chars[-1]
                 chars[-1] = (c, first, frame, max(p, prob))
             elif token != 0:
                 chars.append((self.vocab[token], frame, frame, prob))
+                grew = True
             previous = token
-        self._previous, self.frames = previous, self.frames + best.shape[-1]
+        self._previous, self.frames = previous, self.frames + len(tokens)
+        return grew
 
     def transcript(self) -> Transcript:
         chars = self.chars

@@ -77,18 +77,19 @@ class Endpoint:
 @dataclass(frozen=True)
 class RecognizerStep:
     """What one live step of a recognizer returns when endpointing is asked for: the greedy partial transcript of
-    the segment so far (None when partials are off) and the step's blank posteriors, one per frame."""
+    the segment so far when this step changed its text (None: unchanged, or partials off) and the step's blank
+    posteriors, one per frame."""
 
     partial: Transcript | None
     blank: np.ndarray
 
 
 def blank_probabilities(logits: Tensor) -> np.ndarray:
-    """``logits (vocab, frames)`` (or log-probabilities) of a CTC recognizer -> ``P(blank)`` per frame, float32.
-    Blank is index 0 of every vocabulary here."""
+    """``logits (..., vocab, frames)`` (or log-probabilities) of a CTC recognizer -> ``P(blank)`` per frame
+    ``(..., frames)``, float32 (a batch of streams at once). Blank is index 0 of every vocabulary here."""
     if logits.shape[-1] == 0:
-        return np.zeros(0, np.float32)
-    return torch.softmax(logits.float(), dim=0)[0].cpu().numpy().astype(np.float32)
+        return np.zeros((*logits.shape[:-2], 0), np.float32)
+    return torch.softmax(logits.float(), dim=-2)[..., 0, :].cpu().numpy().astype(np.float32)
 
 
 class EndpointDetector:
