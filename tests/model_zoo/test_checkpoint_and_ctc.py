@@ -12,7 +12,7 @@ import torch
 import model_zoo
 from model_zoo.checkpoint import CheckpointError, load, save
 from model_zoo.nets import build_network
-from model_zoo.nets.ctc import BeamSearchDecoder, GreedyPath, WordLanguageModel, greedy_decode
+from model_zoo.nets.ctc import BeamSearchDecoder, GreedyPath, WordLanguageModel, best_path, greedy_decode
 from model_zoo.vocab import ASR_VOCAB
 
 
@@ -89,13 +89,28 @@ def test_a_greedy_path_read_in_pieces_equals_greedy_decode_of_the_whole(seed):
     tokens = np.repeat(rng.integers(0, len(ASR_VOCAB), 120), rng.integers(1, 5, 120))[:300]
     lp = torch.from_numpy(rng.standard_normal((len(ASR_VOCAB), len(tokens))).astype(np.float32))
     lp[torch.from_numpy(tokens), torch.arange(len(tokens))] += 6.0
-    path, at = GreedyPath(0.03, offset=2.0), 0
+    path, at, text = GreedyPath(0.03, offset=2.0), 0, ""
     while at < lp.shape[1]:
         size = int(rng.integers(1, 12))
-        path.push(lp[:, at:at + size])
+        grew = path.push(lp[:, at:at + size])
         at = min(lp.shape[1], at + size)
         assert path.transcript() == greedy_decode(lp[:, :at], 0.03, offset=2.0)
+        # It tells whether characters were added: the text changes only then (a space alone may leave it as it was).
+        assert grew == (len(path.transcript().text.replace(" ", "")) > len(text.replace(" ", "")))
+        text = path.transcript().text
     assert path.frames == len(tokens) and path.transcript().text
+
+
+def test_the_best_path_of_a_batch_is_each_rows():
+    """best_path reads a batch of streams' logits at once, as GreedyPath reads one stream's."""
+    logits = torch.from_numpy(np.random.default_rng(0).standard_normal((5, len(ASR_VOCAB), 7)).astype(np.float32))
+    tokens, probs = best_path(logits)
+    assert tokens.shape == probs.shape == (5, 7)
+    for row in range(5):
+        one_tokens, one_probs = best_path(logits[row])
+        assert torch.equal(tokens[row], one_tokens) and torch.allclose(probs[row], one_probs)
+        assert torch.equal(one_tokens, logits[row].argmax(0))
+        assert torch.allclose(one_probs, logits[row].softmax(0).max(0).values)
 
 
 def test_beam_search_agrees_with_greedy_on_clear_input():

@@ -80,3 +80,7 @@ def test_blank_probabilities_are_the_softmax_of_index_0():
     assert np.allclose(blank_probabilities(logits), expected)
     assert np.allclose(blank_probabilities(torch.log_softmax(logits, 0)), expected)
     assert blank_probabilities(torch.zeros(3, 0)).shape == (0,)
+    # A batch of streams at once: each row's.
+    batch = torch.stack([logits, 2 * logits])
+    assert np.allclose(blank_probabilities(batch), [expected, torch.softmax(2 * logits, 0)[0].numpy()])
+    assert blank_probabilities(torch.zeros(4, 3, 0)).shape == (4, 0)

@@ -308,6 +308,32 @@ def test_a_live_recognizer_session_returns_each_steps_final_keyword_detections()
     assert second and all(middle - frame <= d.start < d.end <= middle + len(speech) / 16000 + frame for d in second)
 
 
+def test_a_live_recognizer_step_returns_a_partial_only_when_its_text_grew():
+    """Two live sessions stepped together in one batch, speech and silence: each step answers each session with its
+    own blank posteriors, and with a partial only when that session's greedy text grew; the last partial is
+    always the greedy decoding of the session's frames so far. Silence gets no partial at all."""
+    from service_testkit import SPEECH_SAMPLE
+
+    from app.audio.decode import decode
+
+    runner = make_runner(model_zoo.load("asr"), torch.device("cpu"))
+    speech = decode(SPEECH_SAMPLE.read_bytes()).samples.numpy()
+    step = runner.stream_quantum
+    options = {"live": True, "interim_results": True, "blank_probs": True}
+    talking, quiet = runner.open(options), runner.open(options)
+    shown, partials, steps = "", 0, 0
+    for start in range(0, len(speech) - step + 1, step):
+        said, silent = runner.step([talking, quiet], [speech[start:start + step], np.zeros(step, np.float32)])
+        steps += 1
+        assert silent.partial is None and len(silent.blank) == len(said.blank) == talking.outputs[-1].shape[-1]
+        assert np.allclose(said.blank, torch.softmax(torch.from_numpy(talking.outputs[-1]), 0)[0].numpy(), atol=1e-6)
+        if said.partial is not None:
+            shown, partials = said.partial.text, partials + 1
+        logits = torch.from_numpy(np.concatenate(talking.outputs, axis=-1))
+        assert shown == runner.recognizer.decode(logits, beam_search=False).text
+    assert shown and 0 < partials < steps / 2
+
+
 def test_a_recognizer_worker_builds_its_beam_search_while_warming_up(tiny_models):
     """Reading the language model is lazy; a warmed-up worker has done it, so the first final does not wait."""
     cold = Worker(WorkerSpec(models={"asr": tiny_models["asr"]}, warmup=False))
