@@ -7,6 +7,7 @@ caller's choosing included: :mod:`app.streaming.open_keywords`).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
@@ -93,7 +94,10 @@ class DenoiseProtocol(TaskProtocol):
 
 class TranscribeProtocol(TaskProtocol):
     """Greedy partials while audio arrives; a final per segment: at each endpoint (a pause, see
-    :mod:`app.streaming.utterances`), at ``input.flush`` and at the end."""
+    :mod:`app.streaming.utterances`), at ``input.flush`` and at the end.
+
+    An endpoint's final is sent when it has been decoded, while the stream steps on: the next utterance's partials
+    wait for it (the newest of them is sent right after it), so that messages keep their order."""
 
     def __init__(self, conn: Connection, start: SessionStart, card: ModelCard, codec: PcmCodec) -> None:
         super().__init__(conn, start, card, codec)
@@ -104,6 +108,8 @@ class TranscribeProtocol(TaskProtocol):
                                    silence_after_speech=start.endpoint_silence_after_speech,
                                    max_utterance=start.endpoint_max_utterance)
         self.utterances: Utterances | None = None  # once the stream is open (on_open)
+        self.sending_final: asyncio.Task | None = None  # an endpoint's final, sent once decoded
+        self.held: tuple[str, float] | None = None  # the newest partial (text, end) meanwhile
 
     def pool_options(self) -> dict:
         # Partials are computed by the worker only if wanted at the start (session.update can mute them); every
@@ -133,32 +139,61 @@ class TranscribeProtocol(TaskProtocol):
         return round(self.stream.stepped / self.rate, 3)
 
     async def on_step(self, result: Any) -> None:
+        if self.sending_final is not None and self.sending_final.done():
+            await self._final_sent()  # raises the final's failure here, in the pump: the stream ends with it
         partial, blank = step_parts(result)
         endpoint = self.utterances.push(blank)
         # A partial that ran past the endpoint (frames given back for the next utterance) is not sent: the final
-        # of the utterance follows at once.
+        # of the utterance follows.
         fresh = partial is not None and self.interim and partial.text != self.last_partial
         if fresh and not self.utterances.rewound:
             self.last_partial = partial.text
-            await self.conn.send(TranscriptPartial(segment=self.segment, text=partial.text,
-                                                   start=self.segment_start, end=self._now()))
+            if self.sending_final is None:
+                await self._partial(partial.text, self._now())
+            else:
+                self.held = (partial.text, self._now())
         if endpoint is not None:
-            transcript = await self.utterances.cut()
-            if transcript.text or self.last_partial:
-                await self._final(transcript)
-            else:  # a pause with nothing said: the next utterance starts here, without an empty final
-                self.segment_start = self._now()
+            await self._final_sent()  # one final at a time, in order
+            said, end = bool(self.last_partial), self._now()
+            final = await self.utterances.cut()
+            self.last_partial = ""
+            self.sending_final = asyncio.ensure_future(self._send_final(final, said, end))
+            self.sending_final.add_done_callback(lambda task: task.cancelled() or task.exception())  # raised later
 
-    async def _final(self, transcript: Any) -> None:
+    async def _partial(self, text: str, end: float) -> None:
+        await self.conn.send(TranscriptPartial(segment=self.segment, text=text, start=self.segment_start, end=end))
+
+    async def _send_final(self, final: asyncio.Future, said: bool, end: float) -> None:
+        """An endpoint's final once decoded, then the partial of the next utterance held meanwhile."""
+        transcript = await final
+        if transcript.text or said:
+            await self._final(transcript, end)
+        else:  # a pause with nothing said: the next utterance starts here, without an empty final
+            self.segment_start = end
+        if self.held is not None:
+            (text, at), self.held = self.held, None
+            await self._partial(text, at)
+
+    async def _final_sent(self) -> None:
+        """Until the endpoint's final in flight, if any, has been sent (its failure raised)."""
+        if self.sending_final is not None:
+            sending, self.sending_final = self.sending_final, None
+            await sending
+
+    async def _final(self, transcript: Any, end: float | None = None) -> None:
+        end = self._now() if end is None else end
         words = [StreamWord(word=w.text, start=w.start, end=w.end, confidence=w.confidence) for w in transcript.words]
         await self.conn.send(TranscriptFinal(segment=self.segment, text=transcript.text, start=self.segment_start,
-                                             end=self._now(), words=words if self.word_times else None))
-        self.segment, self.segment_start, self.last_partial = self.segment + 1, self._now(), ""
+                                             end=end, words=words if self.word_times else None))
+        self.segment, self.segment_start = self.segment + 1, end
 
     async def on_flush(self) -> None:
+        await self._final_sent()
         await self._final(await self.utterances.segment())
+        self.last_partial = ""
 
     async def on_end(self) -> None:
+        await self._final_sent()
         await self._final(await self.utterances.finish())
 
 

@@ -188,7 +188,7 @@ class RealtimeHandler(StreamHandler):
         if endpoint is None:
             return
         if endpoint.speech_start is None:  # a stretch with no speech: no turn; the next one starts afresh
-            await self.utterances.cut()
+            await self.utterances.cut()  # its final is not needed
             return
         await self._send("input_audio_buffer.speech_stopped",
                          audio_end_ms=self._ms(self.stream.stepped / self.stream.model_rate), item_id=self.item_id)
@@ -198,7 +198,7 @@ class RealtimeHandler(StreamHandler):
         """End the turn here: committed, the transcript word by word (delta), completed. ``here``: called by the
         handler (a commit), not the pump."""
         seconds = (self.stream.stepped - self.utterances.start) / self.stream.model_rate
-        transcript: Transcript = await (self._cut_here() if here else self.utterances.cut())
+        transcript: Transcript = await (self._cut_here() if here else self._turn_final())
         item = self.item_id
         await self._send("input_audio_buffer.committed", item_id=item, previous_item_id=self.previous_item_id)
         words = transcript.text.split(" ") if transcript.text else []
@@ -209,10 +209,14 @@ class RealtimeHandler(StreamHandler):
                          transcript=transcript.text, usage={"type": "duration", "seconds": round(seconds, 3)})
         self.previous_item_id, self.item_id, self.speaking = item, new_id("item"), False
 
+    async def _turn_final(self) -> Transcript:
+        """A cut and its final: a turn's events follow each other, so the pump waits for it."""
+        return await (await self.utterances.cut())
+
     async def _cut_here(self) -> Transcript:
         """A cut from the handler: a failed model call ends the connection as a failed pump would."""
         try:
-            return await self.utterances.cut()
+            return await self._turn_final()
         except ServiceError as err:
             raise failure_closing(err) from None
 

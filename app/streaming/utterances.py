@@ -38,10 +38,15 @@ def shifted(transcript: Transcript, seconds: float) -> Transcript:
                                            for w in transcript.words))
 
 
-def _close_orphan(swap: asyncio.Future) -> None:
-    """The session a cancelled cut opened, closed (``swap`` is done: its result is ``(transcript, session)``)."""
-    if not swap.cancelled() and swap.exception() is None:
-        asyncio.ensure_future(swap.result()[1].close())
+def _close_orphan(opening: asyncio.Future) -> None:
+    """The session a cancelled cut opened, closed (``opening`` is done: its result is the session)."""
+    if not opening.cancelled() and opening.exception() is None:
+        asyncio.ensure_future(opening.result().close())
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def step_parts(result: Any) -> tuple[Any, np.ndarray | None]:
@@ -109,36 +114,36 @@ class Utterances:
         self.start = self.stream.stepped
         self.detector.reset()
 
-    async def _finish_and_reopen(self) -> tuple[Transcript, SessionHandle]:
-        # Both at once: the fresh session does not need the old one's final, and the stream's pump waits for both.
-        finish = functools.partial(self.stream.session.finish, drop_frames=self.rewound)
-        transcript, session = await asyncio.gather(self.stream.call(finish), self.reopen(), return_exceptions=True)
-        if isinstance(session, BaseException):
-            raise session
-        if isinstance(transcript, BaseException):
-            asyncio.ensure_future(session.close())  # opened for an utterance that will not come
-            raise transcript
-        return transcript, session
+    async def cut(self) -> asyncio.Future:
+        """End the utterance here, after everything stepped so far: a fresh session takes the stream on, and the
+        returned future gives the utterance's final transcript (``POST /transcribe`` of its audio, word times on
+        the stream's clock) once the old session has decoded it.
 
-    async def cut(self) -> Transcript:
-        """End the utterance here, after everything stepped so far: its final transcript (``POST /transcribe`` of
-        its audio, word times on the stream's clock), and a fresh session for what follows.
-
-        Call it only while the pump is between steps: from the stream's ``deliver`` or after a drain.
+        This returns as soon as the fresh session is open, so the stream steps on while the final is decoded (a
+        beam search: 5-25 ms, longer when many streams end utterances at once; a stream that waited for it fell
+        behind by as much, and 64 streams cutting together held each other up for a second). The old session's
+        final is asked for at once; it leaves the worker's memory with it. Call this only while the pump is
+        between steps: from the stream's ``deliver`` or after a drain.
         """
+        old, drop, offset = self.stream.session, self.rewound, self.session_start / self.rate
+        final = asyncio.ensure_future(self._final(old, drop, offset))
+        final.add_done_callback(_retrieved)  # whoever needs the final raises its failure; nobody else logs it
         # Shielded: a client that leaves mid-cut cancels the pump, and a session opened for nobody would stay
         # resident in its worker; it is closed as soon as it exists instead.
-        swap = asyncio.ensure_future(self._finish_and_reopen())
+        opening = asyncio.ensure_future(self.reopen())
         try:
-            transcript, session = await asyncio.shield(swap)
+            session = await asyncio.shield(opening)
         except asyncio.CancelledError:
-            swap.add_done_callback(_close_orphan)
+            opening.add_done_callback(_close_orphan)
             raise
-        offset = self.session_start / self.rate
         # The pump steps ``stream.session``; nothing steps while this runs (see above), so the swap is safe.
         self.stream.session, self.rewound = session, 0
         self.session_start = self.stream.stepped
         self._next_utterance()
+        return final
+
+    async def _final(self, session: SessionHandle, drop_frames: int, offset: float) -> Transcript:
+        transcript = await self.stream.call(functools.partial(session.finish, drop_frames=drop_frames))
         return shifted(transcript, offset)
 
     async def segment(self) -> Transcript:

@@ -1,6 +1,7 @@
 """Cutting an utterance (app.streaming.utterances): the old session's final and the fresh session are asked for
-at once, and when either fails nothing is left resident in a worker; an utterance that ends inside a call of
-several steps ends after its own step."""
+at once, the cut returns once the fresh one is open (the final comes later, as a future), and when either fails
+nothing is left resident in a worker; an utterance that ends inside a call of several steps ends after its own
+step."""
 
 from __future__ import annotations
 
@@ -63,8 +64,31 @@ def test_a_cut_opens_the_next_session_while_the_last_one_finishes():
     async def main():
         cutter = utterances(FakeSession("old", log), reopen)
         final = await cutter.cut()
-        assert final.text == "hello" and cutter.stream.session.name == "new"
-        assert log.index("open starts") < log.index("old finished")  # concurrent, not one after the other
+        assert log.index("old finish starts") < log.index("open starts")  # concurrent, not one after the other
+        assert cutter.stream.session.name == "new"
+        assert (await final).text == "hello" and "old finished" in log
+
+    asyncio.run(main())
+
+
+def test_a_cut_returns_once_the_fresh_session_is_open_without_waiting_for_the_final():
+    """The stream steps on while the old session's final is decoded (a slow beam search held every stream that
+    ended an utterance up by that long)."""
+    log: list[str] = []
+
+    class SlowFinal(FakeSession):
+        async def finish(self, deadline: float, drop_frames: int = 0) -> Transcript:
+            await asyncio.sleep(0.5)
+            return await super().finish(deadline, drop_frames)
+
+    async def reopen():
+        return FakeSession("new", log)
+
+    async def main():
+        cutter = utterances(SlowFinal("old", log), reopen)
+        final = await asyncio.wait_for(cutter.cut(), 0.25)
+        assert cutter.stream.session.name == "new" and not final.done()
+        assert (await final).text == "hello"
 
     asyncio.run(main())
 
@@ -85,7 +109,7 @@ def test_an_utterance_ending_inside_a_call_of_several_steps_ends_after_its_own_s
         endpoint = cutter.push(np.concatenate([silence] * 4))
         assert endpoint is not None and endpoint.rule == 2 and endpoint.frame == 3 + 40
         assert cutter.rewound == rewound and cutter.stream.rewinds == [480 * rewound]
-        await cutter.cut()
+        await (await cutter.cut())
         assert old.dropped == rewound and cutter.rewound == 0
         assert cutter.start == cutter.session_start == 16000 - 480 * rewound
 
@@ -101,19 +125,18 @@ def test_without_endpointing_every_frame_of_a_call_stays():
     asyncio.run(main())
 
 
-def test_a_failed_final_closes_the_session_opened_for_the_next_utterance():
-    opened: list[FakeSession] = []
-
+def test_a_failed_final_fails_its_future_and_the_stream_holds_the_fresh_session():
+    """The failure reaches whoever waits for the final (the protocol, which ends the stream with it); the fresh
+    session is the stream's, so the stream's close frees it."""
     async def reopen():
-        opened.append(FakeSession("new", []))
-        return opened[-1]
+        return FakeSession("new", [])
 
     async def main():
         cutter = utterances(FakeSession("old", [], finish_error=RuntimeError("worker lost")), reopen)
+        final = await cutter.cut()
         with pytest.raises(RuntimeError, match="worker lost"):
-            await cutter.cut()
-        await asyncio.sleep(0)
-        assert opened and opened[0].closed and cutter.stream.session.name == "old"
+            await final
+        assert cutter.stream.session.name == "new"
 
     asyncio.run(main())
 
