@@ -150,7 +150,7 @@ class Engine:
                 partial = await session.step(wave[start:start + size], deadline)
                 start += size
                 if partial is not None:
-                    yield partial.text
+                    yield partial
             yield await session.finish(deadline)
         finally:
             await session.close()

@@ -227,14 +227,14 @@ class AsrRunner(Runner):
     def _segment_options(self, session: WorkerSession) -> dict:
         return {**session.options, "offset": session.segment_start * self.model.frame_seconds}
 
-    def on_steps(self, sessions: list[WorkerSession], outputs: torch.Tensor) -> list[Transcript | RecognizerStep | list[Detection] | None]:
+    def on_steps(self, sessions: list[WorkerSession], outputs: torch.Tensor) -> list[str | RecognizerStep | list[Detection] | None]:
         """``outputs (B, vocab, frames)``: the softmax behind the partials and the blank posteriors is taken once
         for the batch (per session it was 12% of a step at 32 live streams)."""
         logits = outputs.float().cpu()
         kept = logits.numpy()
         tokens, probs = (values.tolist() for values in best_path(logits))
         blank = blank_probabilities(logits)
-        results: list[Transcript | RecognizerStep | list[Detection] | None] = []
+        results: list[str | RecognizerStep | list[Detection] | None] = []
         for j, session in enumerate(sessions):
             if session.search is not None:  # open keywords: searched as the frames come, none kept
                 found = session.search.feed(logits[j])
@@ -248,9 +248,9 @@ class AsrRunner(Runner):
             results.append(RecognizerStep(partial, blank[j]) if session.options.get("blank_probs") else partial)
         return results
 
-    def _partial(self, session: WorkerSession, tokens: list[int], probs: list[float]) -> Transcript | None:
-        """The segment's greedy transcript after a step that added a character to it; None when its text is
-        unchanged (nothing to show: the caller keeps the last one) or partials are off."""
+    def _partial(self, session: WorkerSession, tokens: list[int], probs: list[float]) -> str | None:
+        """The segment's greedy text after a step that added a character to it; None when it is unchanged
+        (nothing to show: the caller keeps the last one) or partials are off."""
         if not (session.live and session.options.get("interim_results", True)) or not tokens:
             return None
         # Partials are greedy whatever the final decoder: cheap, and stable enough to show while speaking. The
@@ -258,7 +258,7 @@ class AsrRunner(Runner):
         # live streams.
         if session.path is None:
             session.path = self.recognizer.greedy_path(offset=session.segment_start * self.model.frame_seconds)
-        return session.path.transcript() if session.path.push_best(tokens, probs) else None
+        return session.path.text() if session.path.push_best(tokens, probs) else None
 
     def _search_end(self, session: WorkerSession) -> list[Detection]:
         """The end of an open-keyword search: its detections not returned yet, all of them decided now."""

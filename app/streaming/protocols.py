@@ -145,13 +145,13 @@ class TranscribeProtocol(TaskProtocol):
         endpoint = self.utterances.push(blank)
         # A partial that ran past the endpoint (frames given back for the next utterance) is not sent: the final
         # of the utterance follows.
-        fresh = partial is not None and self.interim and partial.text != self.last_partial
+        fresh = partial is not None and self.interim and partial != self.last_partial
         if fresh and not self.utterances.rewound:
-            self.last_partial = partial.text
+            self.last_partial = partial
             if self.sending_final is None:
-                await self._partial(partial.text, self._now())
+                await self._partial(partial, self._now())
             else:
-                self.held = (partial.text, self._now())
+                self.held = (partial, self._now())
         if endpoint is not None:
             await self._final_sent()  # one final at a time, in order
             said, end = bool(self.last_partial), self._now()

@@ -50,8 +50,8 @@ def _retrieved(future: asyncio.Future) -> None:
 
 
 def step_parts(result: Any) -> tuple[Any, np.ndarray | None]:
-    """A live recognizer step's result -> (partial transcript or None, blank posteriors or None)."""
-    if result is None or isinstance(result, Transcript):
+    """A live recognizer step's result -> (its partial text or None, blank posteriors or None)."""
+    if result is None or isinstance(result, str):
         return result, None
     return result.partial, result.blank
 

@@ -96,6 +96,7 @@ class GreedyPath:
         # Words followed by a space never change again (a frame changes at most the last character), so they
         # are grouped once: the partial after each step costs its new characters, not the whole utterance.
         self._closed: list[Word] = []
+        self._closed_text = ""  # their text
         self._open = 0  # index in chars of the first character after the closed words
 
     def push(self, log_probs: Tensor) -> bool:
@@ -119,17 +120,29 @@ class GreedyPath:
         self._previous, self.frames = previous, self.frames + len(tokens)
         return grew
 
-    def transcript(self) -> Transcript:
+    def _close_words(self) -> None:
         chars = self.chars
         for k in range(self._open, len(chars)):  # the open word's characters and the new ones
             if chars[k][0] == " ":
                 if k > self._open:
-                    self._closed.append(_word(chars[self._open:k], self.frame_seconds, self.offset))
+                    word = _word(chars[self._open:k], self.frame_seconds, self.offset)
+                    self._closed.append(word)
+                    self._closed_text = f"{self._closed_text} {word.text}" if self._closed_text else word.text
                 self._open = k + 1
+
+    def transcript(self) -> Transcript:
+        self._close_words()
         words = self._closed
-        if self._open < len(chars):
-            words = words + [_word(chars[self._open:], self.frame_seconds, self.offset)]
+        if self._open < len(self.chars):
+            words = words + [_word(self.chars[self._open:], self.frame_seconds, self.offset)]
         return Transcript(" ".join(w.text for w in words), tuple(words))
+
+    def text(self) -> str:
+        """:meth:`transcript`'s text without its words, what a live partial shows: it costs the characters added
+        since the last call, not the utterance (a partial of every word cost more at every step of a long one)."""
+        self._close_words()
+        tail = "".join(c for c, *_ in self.chars[self._open:])
+        return f"{self._closed_text} {tail}" if self._closed_text and tail else self._closed_text or tail
 
 
 def greedy_decode(

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..nets.ctc import Transcript
 
 __all__ = ["EndpointRules", "Endpoint", "EndpointDetector", "RecognizerStep", "blank_probabilities",
            "DEFAULT_BLANK_THRESHOLD", "MAX_RULE_SECONDS"]
@@ -76,11 +75,11 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class RecognizerStep:
-    """What one live step of a recognizer returns when endpointing is asked for: the greedy partial transcript of
-    the segment so far when this step changed its text (None: unchanged, or partials off) and the step's blank
-    posteriors, one per frame."""
+    """What one live step of a recognizer returns when endpointing is asked for: the greedy text of the segment so
+    far when this step changed it (None: unchanged, or partials off) and the step's blank posteriors, one per
+    frame."""
 
-    partial: Transcript | None
+    partial: str | None
     blank: np.ndarray
 
 

@@ -95,6 +95,7 @@ def test_a_greedy_path_read_in_pieces_equals_greedy_decode_of_the_whole(seed):
         grew = path.push(lp[:, at:at + size])
         at = min(lp.shape[1], at + size)
         assert path.transcript() == greedy_decode(lp[:, :at], 0.03, offset=2.0)
+        assert path.text() == path.transcript().text
         # It tells whether characters were added: the text changes only then (a space alone may leave it as it was).
         assert grew == (len(path.transcript().text.replace(" ", "")) > len(text.replace(" ", "")))
         text = path.transcript().text

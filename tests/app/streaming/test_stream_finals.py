@@ -41,7 +41,7 @@ class Cuts:
 
 
 def step(text: str) -> RecognizerStep:
-    return RecognizerStep(Transcript(text, ()), np.zeros(1, np.float32))
+    return RecognizerStep(text, np.zeros(1, np.float32))
 
 
 def test_the_stream_steps_on_while_an_endpoints_final_is_decoded_and_messages_keep_their_order():
