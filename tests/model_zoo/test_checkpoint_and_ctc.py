@@ -114,6 +114,27 @@ def test_the_best_path_of_a_batch_is_each_rows():
         assert torch.allclose(one_probs, logits[row].softmax(0).max(0).values)
 
 
+def test_the_beam_search_reads_a_slice_at_a_time_and_finds_what_one_search_of_the_whole_finds(monkeypatch):
+    """flashlight's binding holds the GIL while it searches: the search goes SEARCH_SLICE_FRAMES at a time,
+    releasing it between slices, and its hypotheses are those of flashlight's own search of the whole clip."""
+    import model_zoo.nets.ctc as ctc
+
+    rng = np.random.default_rng(0)
+    lm = WordLanguageModel.from_transcripts(["hi yo", "hi there", "yo yo hi"])
+    decoder = BeamSearchDecoder(beam_size=8, language_model=lm)
+    for frames in (1, 16, 50):
+        lp = torch.from_numpy(rng.standard_normal((len(ASR_VOCAB), frames)).astype(np.float32) * 3)
+        emissions = lp.log_softmax(dim=0).T.contiguous()
+        whole = decoder.decoder(emissions[None])[0]
+        sleeps = []
+        monkeypatch.setattr(ctc.time, "sleep", sleeps.append)
+        sliced = decoder._search(emissions)
+        monkeypatch.undo()
+        assert len(sleeps) == -(-frames // ctc.SEARCH_SLICE_FRAMES)  # the GIL is released after every slice
+        assert [(h.tokens.tolist(), h.words, h.timesteps.tolist(), h.score) for h in sliced] == \
+            [(h.tokens.tolist(), h.words, h.timesteps.tolist(), h.score) for h in whole]
+
+
 def test_beam_search_agrees_with_greedy_on_clear_input():
     lp = emissions("hh-i-- -yy-o")
     beam = BeamSearchDecoder(beam_size=8)(lp, frame_seconds=0.02)
