@@ -24,10 +24,11 @@ its capacity. A task's sweep stops at its first failing N (``--keep-going`` runs
     python bench/streams.py --streams 1,4 --tasks denoise --seconds 5
     python bench/streams.py --url http://127.0.0.1:8000 --server-pid 1234 --tasks asr
     python bench/streams.py --random-models /tmp/m --set max_batch_size=32
+    python bench/streams.py --tasks asr --start asr.beam_search=false    # greedy finals
 
 A started server gets ``stream_max_sessions`` = the largest N and ``queue_limit`` = the largest N + 16 (each
 stream has at most one step waiting), so admission limits do not cap the measurement; ``--set NAME=VALUE``
-overrides any setting. The table comes first, the last line is one JSON object with every number.
+overrides any setting, ``--start TASK.NAME=JSON`` adds a field to a task's ``session.start``. The table comes first, the last line is one JSON object with every number.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ async def cell(args: argparse.Namespace, base: str, task: str, count: int, pcm: 
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
     url = "ws" + base[4:] if base.startswith("http") else base
     streams = [PacedStream(task, url.rstrip("/"), headers, rotated(pcm, k, count, frame_samples), frames,
-                           frame_samples, args.step_ms or None, timeout=args.stream_timeout) for k in range(count)]
+                           frame_samples, args.step_ms or None, timeout=args.stream_timeout,
+                           options=args.start_options.get(task, {})) for k in range(count)]
     opened = await asyncio.gather(*(s.open() for s in streams))
     running = [s for s, ok in zip(streams, opened) if ok]
     period = frame_samples / RATE
@@ -177,8 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-models", type=Path, help="a started server serves random small models built here")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                         help="another setting of the started server, e.g. --set max_batch_size=32")
+    parser.add_argument("--start", dest="start", action="append", default=[], metavar="TASK.NAME=JSON",
+                        help="another field of a task's session.start, e.g. --start asr.beam_search=false")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
+    args.start_options = {}
+    for item in args.start:
+        name, _, value = item.partition("=")
+        task, _, field_name = name.partition(".")
+        if task not in TASKS or not field_name or not value:
+            parser.error(f"--start {item!r}: give TASK.NAME=JSON with TASK one of {', '.join(TASKS)}")
+        try:
+            args.start_options.setdefault(task, {})[field_name] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--start {item!r}: {value!r} is not JSON")
     if unknown := set(args.tasks) - set(TASKS):
         parser.error(f"unknown tasks {sorted(unknown)}; choose from {', '.join(TASKS)}")
     if args.warmup >= args.seconds:
@@ -205,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"bench": "streams", "url": base, "started_server": process is not None,
                       "settings": settings if process is not None else None, "workers": args.workers if process else None,
                       "random_models": bool(args.random_models), "frame_ms": args.frame_ms, "step_ms": args.step_ms,
+                      "session_start": args.start_options,
                       "seconds": args.seconds, "warmup": args.warmup, "target_p99_ms": args.target_ms,
                       "max_lag_ms": args.max_lag_ms, "cpu_count": os.cpu_count(),
                       "load_average": {"start": load_start, "end": os.getloadavg()},

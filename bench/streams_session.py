@@ -39,6 +39,7 @@ class PacedStream:
     frame_samples: int
     step_ms: float | None
     timeout: float = 60.0
+    options: dict = field(default_factory=dict)  # more fields of session.start (transcribe: beam_search, ...)
     sent_at: np.ndarray = field(init=False)  # perf_counter of each frame's send (nan: never sent)
     done_at: np.ndarray = field(init=False)  # perf_counter of the output completing it (nan: never)
     late: list[float] = field(default_factory=list)  # seconds each send was behind its schedule
@@ -113,6 +114,7 @@ class PacedStream:
                  "progress": self.task != "denoise", "interim_results": True}
         if self.step_ms is not None:
             start["step_ms"] = self.step_ms
+        start.update(self.options)
         self._ws = ws
         self._reader = asyncio.create_task(self._read(ws))
         await ws.send(json.dumps(start))

@@ -32,11 +32,13 @@ def test_a_frame_is_done_when_the_output_covering_its_last_sample_arrives():
 
 def test_a_short_sweep_measures_every_task(tmp_path):
     run = subprocess.run([sys.executable, "bench/streams.py", "--random-models", str(tmp_path), "--streams", "1,3",
-                          "--seconds", "2.5", "--warmup", "0.5", "--pause", "0.2", "--keep-going"],
+                          "--seconds", "2.5", "--warmup", "0.5", "--pause", "0.2", "--keep-going",
+                          "--start", "asr.beam_search=false"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["bench"] == "streams" and set(result["capacity"]) == {"denoise", "asr", "kws"}
+    assert result["session_start"] == {"asr": {"beam_search": False}}
     assert [(c["task"], c["streams"]) for c in result["cells"]] == \
         [(t, n) for t in ("denoise", "asr", "kws") for n in (1, 3)]
     for c in result["cells"]:
