@@ -28,7 +28,8 @@ its capacity. A task's sweep stops at its first failing N (``--keep-going`` runs
 
 A started server gets ``stream_max_sessions`` = the largest N and ``queue_limit`` = the largest N + 16 (each
 stream has at most one step waiting), so admission limits do not cap the measurement; ``--set NAME=VALUE``
-overrides any setting, ``--start TASK.NAME=JSON`` adds a field to a task's ``session.start``. The table comes first, the last line is one JSON object with every number.
+overrides any setting, ``--start TASK.NAME=JSON`` adds a field to a task's ``session.start``. The table comes
+first, the last line is one JSON object with every number.
 """
 
 from __future__ import annotations

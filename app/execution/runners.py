@@ -227,7 +227,8 @@ class AsrRunner(Runner):
     def _segment_options(self, session: WorkerSession) -> dict:
         return {**session.options, "offset": session.segment_start * self.model.frame_seconds}
 
-    def on_steps(self, sessions: list[WorkerSession], outputs: torch.Tensor) -> list[str | RecognizerStep | list[Detection] | None]:
+    def on_steps(self, sessions: list[WorkerSession],
+                 outputs: torch.Tensor) -> list[str | RecognizerStep | list[Detection] | None]:
         """``outputs (B, vocab, frames)``: the softmax behind the partials and the blank posteriors is taken once
         for the batch (per session it was 12% of a step at 32 live streams)."""
         logits = outputs.float().cpu()

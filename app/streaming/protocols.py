@@ -27,7 +27,7 @@ from .messages import (KeywordDetected, SessionStart, SessionUpdate, StreamWord,
                        TranscriptPartial)
 from .open_keywords import Follow, OpenKeywordStream
 from .resampler import StreamResampler
-from .utterances import Utterances, step_parts
+from .utterances import Utterances, retrieve_failure, step_parts
 
 __all__ = ["TaskProtocol", "DenoiseProtocol", "TranscribeProtocol", "KeywordsProtocol", "PROTOCOLS"]
 
@@ -158,7 +158,7 @@ class TranscribeProtocol(TaskProtocol):
             final = await self.utterances.cut()
             self.last_partial = ""
             self.sending_final = asyncio.ensure_future(self._send_final(final, said, end))
-            self.sending_final.add_done_callback(lambda task: task.cancelled() or task.exception())  # raised later
+            self.sending_final.add_done_callback(retrieve_failure)  # raised at the next step, or at the end
 
     async def _partial(self, text: str, end: float) -> None:
         await self.conn.send(TranscriptPartial(segment=self.segment, text=text, start=self.segment_start, end=end))

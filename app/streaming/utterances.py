@@ -27,7 +27,7 @@ from model_zoo.pipelines.endpoint import Endpoint, EndpointDetector, EndpointRul
 from ..execution.sessions import SessionHandle
 from .live import LiveStream
 
-__all__ = ["Utterances", "shifted", "step_parts"]
+__all__ = ["Utterances", "shifted", "step_parts", "retrieve_failure"]
 
 
 def shifted(transcript: Transcript, seconds: float) -> Transcript:
@@ -44,7 +44,9 @@ def _close_orphan(opening: asyncio.Future) -> None:
         asyncio.ensure_future(opening.result().close())
 
 
-def _retrieved(future: asyncio.Future) -> None:
+def retrieve_failure(future: asyncio.Future) -> None:
+    """A done callback for a future whose failure is raised where it is awaited, if anyone still does: asyncio
+    logs a failure nobody retrieved, and a stream that has closed no longer awaits its last final."""
     if not future.cancelled():
         future.exception()
 
@@ -120,14 +122,13 @@ class Utterances:
         the stream's clock) once the old session has decoded it.
 
         This returns as soon as the fresh session is open, so the stream steps on while the final is decoded (a
-        beam search: 5-25 ms, longer when many streams end utterances at once; a stream that waited for it fell
-        behind by as much, and 64 streams cutting together held each other up for a second). The old session's
-        final is asked for at once; it leaves the worker's memory with it. Call this only while the pump is
-        between steps: from the stream's ``deliver`` or after a drain.
+        beam search, 7-25 ms on two busy cores, longer behind other streams' finals: a stream that waited for it
+        fell behind by as much). The old session's final is asked for at once; it leaves the worker's memory with
+        it. Call this only while the pump is between steps: from the stream's ``deliver`` or after a drain.
         """
         old, drop, offset = self.stream.session, self.rewound, self.session_start / self.rate
         final = asyncio.ensure_future(self._final(old, drop, offset))
-        final.add_done_callback(_retrieved)  # whoever needs the final raises its failure; nobody else logs it
+        final.add_done_callback(retrieve_failure)
         # Shielded: a client that leaves mid-cut cancels the pump, and a session opened for nobody would stay
         # resident in its worker; it is closed as soon as it exists instead.
         opening = asyncio.ensure_future(self.reopen())

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from ..card import ModelCard
 
 __all__ = [
-    "Word", "Transcript", "GreedyPath", "best_path", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel", "NgramLanguageModel",
-    "decoder_from_card", "arpa_unigrams",
+    "Word", "Transcript", "GreedyPath", "best_path", "greedy_decode", "BeamSearchDecoder", "WordLanguageModel",
+    "NgramLanguageModel", "decoder_from_card", "arpa_unigrams",
 ]
 
 
