@@ -135,9 +135,10 @@ class Engine:
 
     async def transcribe_greedy_steps(self, model: str, audio: Audio, *, deadline: float) -> AsyncIterator[Any]:
         """Greedy transcription with its running text: the greedy transcript of the audio so far (``str``) after
-        each step that changed it, then the final :class:`Transcript`, the one :meth:`transcribe` gives with ``beam_search=False``
-        (a session equals one call). Steps are about a second of audio, then ``chunk_seconds`` once the clip is
-        that far in, so a long file costs few partial decodes. Closing the generator early frees the session."""
+        each step that changed it, then the final :class:`Transcript`, the one :meth:`transcribe` gives with
+        ``beam_search=False`` (a session equals one call). Steps are about a second of audio, then
+        ``chunk_seconds`` once the clip is that far in, so a long file costs few partial decodes. Closing the
+        generator early frees the session."""
         rate = self.rate(model)
         wave = await self._at_rate(audio, rate)
         first, later = max(1280, rate // 1280 * 1280), self._chunk(rate)

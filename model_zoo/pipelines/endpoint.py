@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
 __all__ = ["EndpointRules", "Endpoint", "EndpointDetector", "RecognizerStep", "blank_probabilities",
            "DEFAULT_BLANK_THRESHOLD", "MAX_RULE_SECONDS"]
 
