@@ -13,7 +13,7 @@ Everything returned is plain Python / numpy so it crosses a process pipe cheaply
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -185,6 +185,9 @@ class AsrRunner(Runner):
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         super().__init__(model, device)
         self.recognizer = Recognizer(model)
+        # Where beam searches run instead of here, ``(logits, options) -> result``: a worker process hands them to
+        # a process of their own (app.execution.worker.DecodeProcess). None: here.
+        self.beam_search_elsewhere: Callable[[torch.Tensor, dict], Any] | None = None
 
     # The warm-up builds the beam search too: reading the general-English ARPA file takes about 2 s, which the
     # first final of the first stream paid for (bench/streams.py measured a 1.9 s p99 with one stream).
@@ -193,6 +196,13 @@ class AsrRunner(Runner):
     def decode(self, logits: torch.Tensor, options: dict) -> Transcript | list[Detection]:
         """``logits (vocab, frames)``; options: ``beam_search``, ``offset`` (seconds added to word times), or
         ``open_keywords`` for a keyword search instead of a transcript."""
+        if self.beam_search_elsewhere is not None and options.get("beam_search") and \
+                options.get("open_keywords") is None:
+            return self.beam_search_elsewhere(logits, options)
+        return self.decode_here(logits, options)
+
+    def decode_here(self, logits: torch.Tensor, options: dict) -> Transcript | list[Detection]:
+        """:meth:`decode` in this process."""
         offset = float(options.get("offset", 0.0))
         if options.get("open_keywords") is not None:
             keywords = [OpenKeyword(**keyword) for keyword in options["open_keywords"]]

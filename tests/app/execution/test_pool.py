@@ -17,7 +17,7 @@ import model_zoo
 from app.errors import WorkerLost
 from app.execution.pool import Pool, PoolConfig
 from app.execution.runners import make_runner
-from app.execution.worker import Failure, Job, Worker, WorkerSpec
+from app.execution.worker import Failure, Job, Worker, WorkerSpec, decode_elsewhere
 from app.settings import Settings
 
 
@@ -332,6 +332,30 @@ def test_a_live_recognizer_step_returns_a_partial_only_when_its_text_grew():
         logits = torch.from_numpy(np.concatenate(talking.outputs, axis=-1))
         assert shown == runner.recognizer.decode(logits, beam_search=False).text
     assert shown and 0 < partials < steps / 2
+
+
+def test_a_worker_process_beam_searches_in_a_forked_process_and_here_once_that_is_gone(tiny_models, monkeypatch):
+    """flashlight's search holds the GIL: a CPU worker process hands its recognizers' beam searches to a child forked
+    from it once loaded (app.execution.worker.DecodeProcess). The child's results are the worker's own; if the child
+    dies, the worker searches again itself."""
+    worker = Worker(WorkerSpec(models={"asr": tiny_models["asr"], "kws": tiny_models["kws"]}))
+    worker.load()
+    runner = worker.runners["asr"]
+    logits = torch.from_numpy(np.random.default_rng(8).standard_normal((len(runner.recognizer.vocab), 60))
+                              .astype(np.float32) * 3)
+    options = {"beam_search": True, "offset": 1.5}
+    here = runner.decode(logits, options)
+    decoder = decode_elsewhere(worker)
+    assert decoder is not None and runner.beam_search_elsewhere is not None
+    try:
+        with monkeypatch.context() as patch:  # the worker cannot search any more: the child does
+            patch.setattr(runner, "decode_here", lambda *args: pytest.fail("searched in the worker"))
+            assert runner.decode(logits, options) == here
+        os.kill(decoder.pid, signals.SIGKILL)
+        os.waitpid(decoder.pid, 0)
+        assert runner.decode(logits, options) == here and not decoder.alive
+    finally:
+        decoder.close()
 
 
 def test_a_recognizer_worker_builds_its_beam_search_while_warming_up(tiny_models):
