@@ -13,11 +13,13 @@ Operations: ``forward`` (whole clips, padded into one call), and for streaming s
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import traceback
 from dataclasses import dataclass
@@ -149,6 +151,8 @@ class DecodeProcess:
     decoder keeps its search in itself). If the child is gone, the search runs here again.
     """
 
+    timeout_seconds = 120.0  # a search that long means a stuck child (an hour of audio searches in about a minute)
+
     def __init__(self, runners: dict[str, Any], not_inherited: tuple[Any, ...] = ()) -> None:
         """``not_inherited``: connections the child closes (the worker's pipe to the service, whose end must
         close when the worker dies)."""
@@ -171,10 +175,15 @@ class DecodeProcess:
             if self.alive:
                 try:
                     self._conn.send((model, logits.numpy(), options))
+                    if not self._conn.poll(self.timeout_seconds):
+                        raise TimeoutError(f"no answer in {self.timeout_seconds:g} s")
                     ok, value = self._conn.recv()
-                except (EOFError, OSError):
-                    log.error("the decoding process %s is gone; beam searches run in the worker again", self.pid)
+                except (EOFError, OSError) as err:  # TimeoutError is an OSError
+                    log.error("the decoding process %s is gone (%s); beam searches run in the worker again",
+                              self.pid, err or type(err).__name__)
                     self.alive = False
+                    with contextlib.suppress(OSError):
+                        os.kill(self.pid, signal.SIGKILL)
                 else:
                     if not ok:
                         raise RuntimeError(value)
@@ -192,6 +201,9 @@ class DecodeProcess:
 def _decode_forever(conn: Any, runners: dict[str, Any]) -> None:
     import torch
 
+    # The parent's OpenMP threads do not exist here, and a parallel region waiting for them would hang (seen with
+    # more than one intra-op thread); as torch's DataLoader does in its forked workers.
+    torch.set_num_threads(1)
     while True:
         try:
             model, logits, options = conn.recv()

@@ -338,8 +338,9 @@ def test_a_worker_process_beam_searches_in_a_forked_process_and_here_once_that_i
     """flashlight's search holds the GIL: a CPU worker process hands its recognizers' beam searches to a child forked
     from it once loaded (app.execution.worker.DecodeProcess). The child's results are the worker's own; if the child
     dies, the worker searches again itself."""
-    worker = Worker(WorkerSpec(models={"asr": tiny_models["asr"], "kws": tiny_models["kws"]}))
+    worker = Worker(WorkerSpec(models={"asr": tiny_models["asr"], "kws": tiny_models["kws"]}, torch_threads=2))
     worker.load()
+    torch.ones(1 << 20).exp()  # the OpenMP threads exist before the fork: a child that waited for them would hang
     runner = worker.runners["asr"]
     logits = torch.from_numpy(np.random.default_rng(8).standard_normal((len(runner.recognizer.vocab), 60))
                               .astype(np.float32) * 3)
@@ -347,10 +348,11 @@ def test_a_worker_process_beam_searches_in_a_forked_process_and_here_once_that_i
     here = runner.decode(logits, options)
     decoder = decode_elsewhere(worker)
     assert decoder is not None and runner.beam_search_elsewhere is not None
+    decoder.timeout_seconds = 20.0  # a child stuck in a parallel region fails the test instead of hanging it
     try:
         with monkeypatch.context() as patch:  # the worker cannot search any more: the child does
             patch.setattr(runner, "decode_here", lambda *args: pytest.fail("searched in the worker"))
-            assert runner.decode(logits, options) == here
+            assert runner.decode(logits, options) == here and decoder.alive
         os.kill(decoder.pid, signals.SIGKILL)
         os.waitpid(decoder.pid, 0)
         assert runner.decode(logits, options) == here and not decoder.alive
