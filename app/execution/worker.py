@@ -148,10 +148,10 @@ class DecodeProcess:
     stream (bench/streams.py, 64 live transcription streams on two cores: p99 53-67 ms with beam-search finals
     against 40-42 ms with greedy ones). The child shares the loaded models and language model with the worker (a
     fork, copy on write) but no GIL; the thread that asks waits on a pipe. One search at a time, as before (the
-    decoder keeps its search in itself). If the child is gone, the search runs here again.
+    decoder keeps its search in itself). If the child is gone or stuck, the search runs here again.
     """
 
-    timeout_seconds = 120.0  # a search that long means a stuck child (an hour of audio searches in about a minute)
+    timeout_seconds = 120.0  # a search that long means a stuck child (an hour of audio takes seconds)
 
     def __init__(self, runners: dict[str, Any], not_inherited: tuple[Any, ...] = ()) -> None:
         """``not_inherited``: connections the child closes (the worker's pipe to the service, whose end must
