@@ -57,7 +57,6 @@ class LiveStream:
         self.stepped = 0  # model-rate samples the model has seen
         self.received = 0  # client-rate samples received
         self.processing = 0.0  # seconds spent in session calls (queueing included)
-        self.failure: BaseException | None = None
         # Done with the pump's failure, for whoever must hear of it at once (a callback, not a waiter on the
         # condition below, which every frame and every step wakes).
         self.failed: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -65,6 +64,11 @@ class LiveStream:
         self._busy = False
         self._cond = asyncio.Condition()
         self._pump = asyncio.create_task(self._run(), name=f"pump-{session.id[:8]}")
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the pump stopped; None while it runs."""
+        return self.failed.result() if self.failed.done() else None
 
     # ---- input -------------------------------------------------------------------------------------------------
     async def push(self, samples: np.ndarray) -> None:
@@ -138,9 +142,9 @@ class LiveStream:
             raise
         except BaseException as err:  # noqa: BLE001 - handed to whoever waits on the stream
             async with self._cond:
-                self.failure, self._busy = err, False
+                self.failed.set_result(err)
+                self._busy = False
                 self._cond.notify_all()
-            self.failed.set_result(err)
 
     def rewind(self, samples: int) -> None:
         """Give back the last ``samples`` of the call just delivered: they are stepped again, first. An utterance
